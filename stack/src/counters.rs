@@ -43,6 +43,7 @@ named_enum! {
         EthUnknownType = "EtherType is not ARP or IPv4",
         EthIpv6Unsupported = "IPv6 frame: IPv6 is not implemented yet",
         EthOwnSource = "frame claims to come from our own MAC address",
+        TxQueueFull = "transmit queue full: the NIC is not draining frames fast enough",
         // --- ARP ---
         ArpTruncated = "ARP packet shorter than its declared lengths",
         ArpUnsupported = "ARP hardware/protocol type is not Ethernet/IPv4",
@@ -65,6 +66,7 @@ named_enum! {
         Ipv4FragConflict = "fragment overlaps earlier data with different bytes",
         Ipv4FragTimeout = "reassembly timed out before all fragments arrived",
         Ipv4FragMemoryFull = "reassembly memory bound reached",
+        Ipv4NoRoute = "no route: destination off-link and no gateway configured",
         Ipv4FragNeededDf = "datagram larger than the MTU with Don't Fragment set",
         // --- ICMP ---
         IcmpTruncated = "ICMP message shorter than its header",

@@ -105,9 +105,21 @@ impl TcpLayer {
     }
 
     /// RFC 9293 §3.10.7: processes one arriving segment (`segment` = TCP header + data).
-    pub fn handle_segment(&mut self, cx: &mut Cx<'_>, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) {
+    pub fn handle_segment(
+        &mut self,
+        cx: &mut Cx<'_>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        segment: &[u8],
+    ) {
         let _ = (src, dst);
-        cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpNoSocket, segment.len(), String::new);
+        cx.drop(
+            Direction::Rx,
+            Layer::Tcp,
+            DropReason::TcpNoSocket,
+            segment.len(),
+            String::new,
+        );
     }
 
     /// An ICMP error (RFC 1122 §4.2.3.9) quoting a segment we sent from `local` to `remote` with
@@ -171,7 +183,12 @@ impl TcpLayer {
     }
 
     /// Reads received bytes; `Ok(0)` means the peer closed (end of stream).
-    pub fn recv(&mut self, cx: &mut Cx<'_>, h: TcpHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+    pub fn recv(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: TcpHandle,
+        buf: &mut [u8],
+    ) -> Result<usize, TcpError> {
         let _ = (cx, h, buf);
         Err(TcpError::InvalidHandle)
     }
