@@ -4,6 +4,20 @@
 //! received by the other after crossing that direction's [`Impairment`]
 //! ([`LinkConfig::a_to_b`] or [`LinkConfig::b_to_a`]).
 //!
+//! ```
+//! use ringstack_nic::{Impairment, LinkConfig, MemoryLink, Nic};
+//! use smoltcp::time::Instant;
+//!
+//! let impairment: Impairment = "delay=10ms,loss=1%".parse().unwrap();
+//! let (mut a, mut b) = MemoryLink::pair(LinkConfig { seed: 7, ..LinkConfig::impaired(impairment) });
+//! a.send(Instant::ZERO, &[0xff; 60]).unwrap();
+//! if let Some(at) = b.poll_at() {
+//!     assert_eq!(at, Instant::from_millis(10));
+//!     let n = b.receive(at, 64, &mut |frame| assert_eq!(frame.len(), 60)).unwrap();
+//!     assert_eq!(n, 1);
+//! }
+//! ```
+//!
 //! # Timing model
 //!
 //! A frame of `len` bytes transmitted at `now` (and not lost) departs at

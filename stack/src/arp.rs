@@ -256,7 +256,10 @@ impl Interface {
         let tpa =
             Ipv4Addr::from(<[u8; 4]>::try_from(view.target_protocol_addr()).unwrap_or([0; 4]));
         let op = view.operation();
-        let summary = || format!("{op:?} who-has {tpa} tell {spa} ({})", fmt_mac(&sha));
+        let summary = || match op {
+            ArpOperation::Reply => format!("reply {spa} is-at {} (to {tpa})", fmt_mac(&sha)),
+            _ => format!("request who-has {tpa} tell {spa} ({})", fmt_mac(&sha)),
+        };
         match op {
             ArpOperation::Request => cx.inc(Counter::ArpInRequests),
             ArpOperation::Reply => cx.inc(Counter::ArpInReplies),
@@ -298,6 +301,12 @@ impl Interface {
             } else if for_us || self.arp.lookup(spa, cx.now).is_some() {
                 cx.inc(Counter::ArpCacheUpdates);
             }
+        }
+        if spa == tpa && !for_us {
+            // A gratuitous ARP (RFC 5227 §2.3 announcement): the merge above was all it asks for.
+            return cx.trace(Direction::Rx, Layer::Arp, Verdict::Deliver, len, 0, || {
+                format!("gratuitous: {spa} is-at {}", fmt_mac(&sha))
+            });
         }
         if !for_us {
             return cx.drop(

@@ -82,7 +82,10 @@ pub(crate) struct Interface {
 }
 
 impl Interface {
-    pub(crate) fn new(config: Config, now: Instant) -> Self {
+    pub(crate) fn new(mut config: Config, now: Instant) -> Self {
+        // RFC 791: every internet module must handle 68-byte datagrams; below that we could not
+        // even fragment.
+        config.mtu = config.mtu.max(68);
         let mut tcp_config = config.tcp.clone();
         tcp_config.mtu = config.mtu;
         tcp_config.seed ^= config.seed;
@@ -90,7 +93,10 @@ impl Interface {
             arp: ArpCache::new(config.arp.clone()),
             reassembler: Reassembler::new(config.reassembly.clone()),
             tx: TxQueue::new(4096),
-            ip_ident: (config.seed as u16) ^ 0x5a5a,
+            // Distinct per host even with one seed, so two simulated hosts never share ids.
+            ip_ident: ((config.seed ^ u32::from(config.addr) as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                >> 48) as u16,
             icmp_limiter: TokenBucket::new(
                 config.icmp_errors_per_sec,
                 config.icmp_error_burst,

@@ -1,25 +1,5 @@
-//! What one direction of the in-memory link does to frames, and its textual form.
-//!
-//! # Grammar (`--impair SPEC`)
-//!
-//! ```text
-//! spec     = "none" | "" | item { "," item }
-//! item     = key "=" value                  (spaces around items, keys and values are ignored)
-//! key      = "loss" | "dup" | "duplicate" | "reorder" | "reorder_delay" | "corrupt"
-//!          | "delay" | "jitter" | "rate" | "seed"
-//! prob     = number "%" | number            (a percentage, or a fraction in 0..=1)
-//! duration = number ("us" | "ms" | "s") | "0"
-//! rate     = number ("bit" | "kbit" | "mbit" | "gbit") | "none"   (bits per second, SI: k = 1000)
-//! seed     = decimal u64 | "0x" hex u64
-//! ```
-//!
-//! `loss`, `dup`, `reorder` and `corrupt` take a `prob`; `delay`, `jitter` and `reorder_delay` a
-//! `duration`; `rate` a `rate`; `seed` a `seed`. A key given twice keeps the last value.
-//!
-//! Example: `loss=5%,dup=1%,reorder=2%,corrupt=0.5%,delay=10ms,jitter=2ms,rate=100mbit,seed=7`.
-//!
-//! [`Impairment`]'s `Display` writes this grammar back (only the fields that differ from
-//! [`Impairment::none`]), so a spec round-trips.
+//! What one direction of the in-memory link does to frames, and its textual form
+//! (the grammar is documented on [`Impairment`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +11,27 @@ use smoltcp::time::Duration;
 /// Applied by the sending end, per frame, in this order (see [`crate::memory`] for the timing
 /// model): `loss` → bandwidth queue (`rate_bps`, tail drop beyond the link's queue limit) →
 /// `duplicate` → per copy: `corrupt`, `delay` + `jitter`, `reorder`.
+///
+/// # Grammar (`--impair SPEC`)
+///
+/// ```text
+/// spec     = "none" | "" | item { "," item }
+/// item     = key "=" value                  (spaces around items, keys and values are ignored)
+/// key      = "loss" | "dup" | "duplicate" | "reorder" | "reorder_delay" | "corrupt"
+///          | "delay" | "jitter" | "rate" | "seed"
+/// prob     = number "%" | number            (a percentage, or a fraction in 0..=1)
+/// duration = number ("us" | "ms" | "s") | "0"
+/// rate     = number ("bit" | "kbit" | "mbit" | "gbit") | "none"   (bits per second, SI: k = 1000)
+/// seed     = decimal u64 | "0x" hex u64
+/// ```
+///
+/// `loss`, `dup`, `reorder` and `corrupt` take a `prob`; `delay`, `jitter` and `reorder_delay` a
+/// `duration`; `rate` a `rate`; `seed` a `seed`. A key given twice keeps the last value.
+///
+/// Example: `loss=5%,dup=1%,reorder=2%,corrupt=0.5%,delay=10ms,jitter=2ms,rate=100mbit,seed=7`.
+///
+/// Its `Display` writes this grammar back (only the fields that differ from
+/// [`Impairment::none`]), so a spec round-trips.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Impairment {
     /// Probability that a frame is lost.
@@ -150,7 +151,7 @@ pub enum ParseImpairmentError {
 impl FromStr for Impairment {
     type Err = ParseImpairmentError;
 
-    /// Parses the [grammar](self) above.
+    /// Parses the grammar documented on [`Impairment`].
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut imp = Impairment::none();
         let spec = spec.trim();
@@ -287,7 +288,7 @@ impl fmt::Display for Micros {
 }
 
 impl fmt::Display for Impairment {
-    /// Writes the spec [grammar](self) back; `none` for a perfect wire.
+    /// Writes the grammar documented on [`Impairment`] back; `none` for a perfect wire.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let none = Impairment::none();
         let mut items: Vec<String> = Vec::new();

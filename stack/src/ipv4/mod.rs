@@ -196,11 +196,30 @@ impl Interface {
             protocol,
             ident,
         };
-        match self
-            .reassembler
-            .insert(cx.now, key, offset * 8, mf, payload)
-        {
-            ReassemblyOutcome::Pending => {
+        // Copy a completed datagram out of the reassembler so it can be dispatched.
+        let outcome = match self.reassembler.insert(cx.now, key, offset, mf, payload) {
+            ReassemblyOutcome::Pending => Ok(None),
+            ReassemblyOutcome::Dropped(reason) => Err(reason),
+            ReassemblyOutcome::Complete(datagram) => {
+                let mut whole = core::mem::take(&mut self.scratch);
+                whole.clear();
+                whole.extend_from_slice(datagram);
+                Ok(Some(whole))
+            }
+        };
+        for _ in 0..self.reassembler.take_evicted() {
+            // Older partial datagrams pushed out to make room under the memory bound.
+            cx.inc(Counter::IpReasmFails);
+            cx.drop(
+                Direction::Rx,
+                Layer::Ipv4,
+                DropReason::Ipv4FragMemoryFull,
+                0,
+                || "oldest partial datagram evicted".into(),
+            );
+        }
+        match outcome {
+            Ok(None) => {
                 cx.trace(
                     Direction::Rx,
                     Layer::Ipv4,
@@ -210,15 +229,12 @@ impl Interface {
                     summary,
                 );
             }
-            ReassemblyOutcome::Dropped(reason) => {
+            Err(reason) => {
                 cx.inc(Counter::IpReasmFails);
                 cx.drop(Direction::Rx, Layer::Ipv4, reason, len, summary);
             }
-            ReassemblyOutcome::Complete(datagram) => {
+            Ok(Some(whole)) => {
                 cx.inc(Counter::IpReasmOKs);
-                let mut whole = core::mem::take(&mut self.scratch);
-                whole.clear();
-                whole.extend_from_slice(datagram);
                 cx.trace(
                     Direction::Rx,
                     Layer::Ipv4,
@@ -465,7 +481,9 @@ impl Interface {
     pub(crate) fn ipv4_timeout(&mut self, cx: &mut Cx<'_>) {
         let mut expired: Vec<(FragmentKey, Vec<u8>)> = Vec::new();
         self.reassembler.expire(cx.now, |key, first| {
-            expired.push((key, first.map(|f| f.to_vec()).unwrap_or_default()));
+            // RFC 792: the quote is the IP header plus the first 64 bits of the datagram.
+            let quote = first.map(|f| f[..f.len().min(8)].to_vec());
+            expired.push((key, quote.unwrap_or_default()));
         });
         for (key, first) in expired {
             cx.inc(Counter::IpReasmFails);

@@ -1,0 +1,929 @@
+//! The transmission control block (RFC 9293 §3.3.1) and segment arrival processing
+//! (RFC 9293 §3.10.7.3 for SYN-SENT, §3.10.7.4 for the other states), with the ACK-side of loss
+//! recovery (RFC 5681, RFC 6582, RFC 6675), PAWS (RFC 7323 §5) and the RFC 5961 mitigations.
+//!
+//! Segment generation is in `output.rs`; timers and the application calls in `user.rs`.
+
+use core::net::SocketAddrV4;
+
+use super::congestion::{Congestion, CongestionControl};
+use super::options::TcpOptions;
+use super::reassembly::{Reassembly, Received};
+use super::recv_buffer::RecvBuffer;
+use super::reset::{ChallengeLimiter, RstQueue, RstSpec};
+use super::rtt::RttEstimator;
+use super::sack::{Scoreboard, DUP_THRESH};
+use super::segment::{Flags, Segment};
+use super::send_buffer::SendBuffer;
+use super::seq::SeqNum;
+use super::state::State;
+use super::timers::Timers;
+use super::{TcpConfig, TcpError};
+use crate::counters::{Counter, DropReason};
+use crate::cx::Cx;
+use crate::socket::TcpHandle;
+use crate::time::{Duration, Instant};
+use crate::trace::{Direction, Layer, Verdict};
+
+/// What a connection needs from its surroundings while processing an event.
+pub(crate) struct Env<'a, 'c> {
+    /// Time, counters, trace, readiness.
+    pub cx: &'a mut Cx<'c>,
+    /// Layer configuration.
+    pub cfg: &'a TcpConfig,
+    /// Where RSTs go.
+    pub rsts: &'a mut RstQueue,
+    /// RFC 5961 §7 limiter.
+    pub challenge: &'a mut ChallengeLimiter,
+}
+
+impl Env<'_, '_> {
+    pub fn now(&self) -> Instant {
+        self.cx.now
+    }
+}
+
+/// What processing one segment changed that the layer must act on.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Outcome {
+    /// The connection just reached ESTABLISHED from SYN-RECEIVED (queue it for accept).
+    pub established: bool,
+}
+
+/// Per-connection statistics (for `ss -ti`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stats {
+    pub segs_in: u64,
+    pub segs_out: u64,
+    pub data_segs_in: u64,
+    pub data_segs_out: u64,
+    pub retrans_segs: u64,
+    pub bytes_sent: u64,
+    pub bytes_retrans: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub fast_retrans: u64,
+    pub timeouts: u64,
+    pub dup_acks_in: u64,
+    pub ofo_segs: u64,
+}
+
+/// PAWS: TS.Recent is invalid after 24 days idle (RFC 7323 §5.5).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The TCB of one connection.
+#[derive(Debug)]
+pub(crate) struct Tcb {
+    pub handle: TcpHandle,
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The listener, while this connection is not yet accepted.
+    pub parent: Option<TcpHandle>,
+    /// Sitting in the parent's accept queue.
+    pub in_accept_queue: bool,
+    /// The application closed its handle: the TCB goes away once the connection is closed.
+    pub app_closed: bool,
+    /// Opened by a listener.
+    pub passive: bool,
+    /// Pending error (reported by recv/send and readiness).
+    pub error: Option<TcpError>,
+
+    // --- send sequence space (RFC 9293 §3.3.1)
+    pub iss: SeqNum,
+    pub snd_una: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// Highest sequence number sent (SND.NXT before a go-back-N retransmission).
+    pub snd_max: SeqNum,
+    pub snd_wnd: u32,
+    pub snd_wl1: SeqNum,
+    pub snd_wl2: SeqNum,
+    pub max_snd_wnd: u32,
+    /// Shift applied to the peer's window field.
+    pub snd_wscale: u8,
+    /// The application shut down the sending side.
+    pub fin_queued: bool,
+    /// Sequence number of our FIN once sent.
+    pub fin_seq: Option<SeqNum>,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle variant).
+    pub snd_sml: SeqNum,
+
+    // --- receive sequence space
+    pub irs: SeqNum,
+    pub rcv_nxt: SeqNum,
+    /// Right edge of the window we last advertised (never moves left, RFC 9293 §3.8.6.2.2).
+    pub rcv_adv: SeqNum,
+    /// Shift we apply to our window field.
+    pub rcv_wscale: u8,
+    /// The peer's FIN has been received (in order).
+    pub fin_received: bool,
+    /// A FIN that arrived beyond RCV.NXT.
+    pub ofo_fin: Option<SeqNum>,
+    /// RCV.NXT in the last ACK we sent (RFC 7323 §4.3).
+    pub last_ack_sent: SeqNum,
+    /// In-order bytes received since our last ACK.
+    pub rcv_unacked: u32,
+    /// Largest segment payload seen from the peer (for "ACK every second full segment").
+    pub rcv_mss: u32,
+    /// An ACK must go out at the next opportunity.
+    pub ack_now: bool,
+
+    // --- options
+    pub ts_enabled: bool,
+    pub ts_recent: u32,
+    pub ts_recent_age: Instant,
+    pub ts_offset: u32,
+    pub sack_enabled: bool,
+    pub ws_enabled: bool,
+    /// The MSS the peer announced (536 if none, RFC 9293 §3.7.1).
+    pub peer_mss: u16,
+    /// Our MSS from the path MTU (`mtu - 40`), lowered by ICMP "fragmentation needed".
+    pub pmtu_mss: u16,
+
+    pub snd_buf: SendBuffer,
+    pub rcv_buf: RecvBuffer,
+    pub reasm: Reassembly,
+    pub scoreboard: Scoreboard,
+
+    pub rtt: RttEstimator,
+    /// Karn: the segment being timed (its end) and when it was sent.
+    pub rtt_timing: Option<(SeqNum, Instant)>,
+    pub cc: Congestion,
+
+    // --- loss recovery
+    pub dupacks: u32,
+    pub in_recovery: bool,
+    /// RFC 6582 `recover`.
+    pub recover: SeqNum,
+    /// A retransmission at this sequence number is due (fast retransmit, NewReno partial ACK).
+    pub rexmit_next: Option<SeqNum>,
+    /// RFC 6675 HighRxt.
+    pub rexmit_high: SeqNum,
+
+    // --- timers
+    pub timers: Timers,
+    pub retries: u32,
+    pub persist_backoff: u32,
+    /// Send a probe (`SEQ = SND.UNA - 1`, no data): zero-window probe or keepalive.
+    pub probe_now: bool,
+    /// Persist fired with a non-zero window: send what fits regardless of SWS avoidance.
+    pub force_send: bool,
+    pub keepalive_probes: u32,
+    pub last_rx: Instant,
+    /// Last time SND.UNA advanced (or data was first queued): for the user timeout.
+    pub last_progress: Instant,
+
+    // --- settings
+    pub nodelay: bool,
+    pub keepalive: bool,
+    pub user_timeout: Option<Duration>,
+
+    pub stats: Stats,
+    pub created: Instant,
+}
+
+impl Tcb {
+    /// A TCB in CLOSED with every field initialised from the configuration.
+    pub fn new(
+        handle: TcpHandle,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        ts_offset: u32,
+        now: Instant,
+    ) -> Tcb {
+        let pmtu_mss = cfg.mtu.saturating_sub(40).clamp(64, 65535) as u16;
+        let rcv_wscale = if cfg.window_scaling { wscale_for(cfg.rcv_buf) } else { 0 };
+        Tcb {
+            handle,
+            state: State::Closed,
+            local,
+            remote,
+            parent: None,
+            in_accept_queue: false,
+            app_closed: false,
+            passive: false,
+            error: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: iss,
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            fin_queued: false,
+            fin_seq: None,
+            snd_sml: iss,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            rcv_wscale,
+            fin_received: false,
+            ofo_fin: None,
+            last_ack_sent: SeqNum(0),
+            rcv_unacked: 0,
+            rcv_mss: 536,
+            ack_now: false,
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_recent_age: now,
+            ts_offset,
+            sack_enabled: false,
+            ws_enabled: false,
+            peer_mss: 536,
+            pmtu_mss,
+            snd_buf: SendBuffer::new(cfg.snd_buf),
+            rcv_buf: RecvBuffer::new(cfg.rcv_buf),
+            reasm: Reassembly::default(),
+            scoreboard: Scoreboard::default(),
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_timing: None,
+            cc: Congestion::new(cfg.congestion, pmtu_mss as u32, cfg.initial_window),
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            rexmit_next: None,
+            rexmit_high: iss,
+            timers: Timers::default(),
+            retries: 0,
+            persist_backoff: 0,
+            probe_now: false,
+            force_send: false,
+            keepalive_probes: 0,
+            last_rx: now,
+            last_progress: now,
+            nodelay: cfg.nodelay,
+            keepalive: false,
+            user_timeout: None,
+            stats: Stats::default(),
+            created: now,
+        }
+    }
+
+    // ------------------------------------------------------------------ derived quantities
+
+    /// The largest payload of a segment carrying our usual options (timestamps): SMSS.
+    pub fn smss(&self) -> u32 {
+        let base = self.peer_mss.min(self.pmtu_mss) as u32;
+        let opts = if self.ts_enabled { 12 } else { 0 };
+        base.saturating_sub(opts).max(8)
+    }
+
+    /// Sequence number just after the last byte the application queued.
+    pub fn data_end(&self) -> SeqNum {
+        self.snd_una + self.data_offset_base() + self.snd_buf.len() as u32
+    }
+
+    /// 1 while our SYN is unacknowledged (the send buffer starts after it), else 0.
+    pub fn data_offset_base(&self) -> u32 {
+        matches!(self.state, State::Closed | State::SynSent | State::SynReceived) as u32
+    }
+
+    /// RFC 6675 `pipe`: bytes believed in flight.
+    pub fn pipe(&self) -> u32 {
+        if self.in_recovery && self.sack_enabled {
+            let outstanding = self.snd_max.since(self.snd_una);
+            let sacked = self.scoreboard.sacked_bytes();
+            let lost_boundary = self
+                .scoreboard
+                .lost_boundary(self.smss())
+                .unwrap_or(self.snd_una)
+                .max_seq(self.snd_una);
+            let from = self.rexmit_high.max_seq(self.snd_una);
+            let lost_unretransmitted = if from < lost_boundary {
+                lost_boundary.since(from) - self.scoreboard.sacked_between(from, lost_boundary)
+            } else {
+                0
+            };
+            outstanding.saturating_sub(sacked).saturating_sub(lost_unretransmitted)
+        } else {
+            let out = self.snd_nxt.since(self.snd_una);
+            if self.sack_enabled {
+                out.saturating_sub(self.scoreboard.sacked_between(self.snd_una, self.snd_nxt))
+            } else {
+                out
+            }
+        }
+    }
+
+    /// Bytes queued by the application and not yet acknowledged.
+    pub fn send_queue(&self) -> usize {
+        self.snd_buf.len()
+    }
+
+    // ------------------------------------------------------------------ state helpers
+
+    /// Moves to `new`, keeping the `TcpCurrEstab` gauge right.
+    pub fn set_state(&mut self, cx: &mut Cx<'_>, new: State) {
+        let counted = |s: State| matches!(s, State::Established | State::CloseWait);
+        let before = counted(self.state);
+        let after = counted(new);
+        if before != after {
+            let cur = cx.counters.get(Counter::TcpCurrEstab);
+            let next = if after { cur + 1 } else { cur.saturating_sub(1) };
+            cx.counters.set(Counter::TcpCurrEstab, next);
+        }
+        self.state = new;
+        if new == State::Closed {
+            self.timers.clear();
+            self.snd_buf.release();
+            self.reasm.clear();
+            self.scoreboard.clear();
+            self.ack_now = false;
+            self.probe_now = false;
+            self.rexmit_next = None;
+        }
+        cx.notify(self.handle);
+    }
+
+    /// The connection ends with `err` (reported to the application).
+    pub fn fail(&mut self, cx: &mut Cx<'_>, err: TcpError) {
+        if self.error.is_none() {
+            self.error = Some(err);
+        }
+        self.set_state(cx, State::Closed);
+    }
+
+    /// Queues a RST (with ACK) for this connection, RFC 9293 §3.10.7.4 / abort.
+    pub fn send_rst(&mut self, env: &mut Env<'_, '_>) {
+        let ack = if self.state == State::SynSent { None } else { Some(self.rcv_nxt) };
+        if env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: self.snd_nxt, ack }) {
+            env.cx.inc(Counter::TcpOutRsts);
+        }
+    }
+
+    fn challenge_ack(&mut self, env: &mut Env<'_, '_>) {
+        if env.challenge.allow(env.now()) {
+            env.cx.inc(Counter::TcpExtTCPChallengeACK);
+            self.ack_now = true;
+        }
+    }
+
+    /// Applies the options of the peer's SYN (or SYN-ACK) to our side. RFC 7323 §2.2, §3.2;
+    /// RFC 2018 §2; RFC 9293 §3.7.1.
+    pub fn apply_syn_options(&mut self, cfg: &TcpConfig, o: &TcpOptions, now: Instant) {
+        self.peer_mss = o.mss.unwrap_or(536).max(64);
+        if let (true, Some(ws)) = (cfg.window_scaling, o.wscale) {
+            self.ws_enabled = true;
+            self.snd_wscale = ws.min(14);
+        } else {
+            self.ws_enabled = false;
+            self.snd_wscale = 0;
+            self.rcv_wscale = 0;
+        }
+        self.sack_enabled = cfg.sack && o.sack_permitted;
+        if let (true, Some((val, _))) = (cfg.timestamps, o.timestamps) {
+            self.ts_enabled = true;
+            self.ts_recent = val;
+            self.ts_recent_age = now;
+        } else {
+            self.ts_enabled = false;
+        }
+        let mss = self.smss();
+        self.cc = Congestion::new(cfg.congestion, mss, cfg.initial_window);
+    }
+
+    /// Our timestamp clock: milliseconds plus a per-connection offset (RFC 7323 §5.4).
+    pub fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    // ------------------------------------------------------------------ segment arrival
+
+    /// Processes one segment addressed to this connection (not LISTEN: see `listener.rs`).
+    pub fn on_segment(&mut self, env: &mut Env<'_, '_>, seg: &Segment<'_>) -> Outcome {
+        self.stats.segs_in += 1;
+        self.last_rx = env.now();
+        self.keepalive_probes = 0;
+        if self.keepalive {
+            self.timers.keepalive = Some(env.now() + env.cfg.keepalive_idle);
+        }
+        match self.state {
+            State::Closed | State::Listen => Outcome::default(),
+            State::SynSent => {
+                self.on_segment_syn_sent(env, seg);
+                Outcome::default()
+            }
+            _ => self.on_segment_otherwise(env, seg),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: SEGMENT ARRIVES in SYN-SENT.
+    fn on_segment_syn_sent(&mut self, env: &mut Env<'_, '_>, seg: &Segment<'_>) {
+        let h = &seg.hdr;
+        let len = seg.payload.len();
+        // First, check the ACK bit.
+        if h.flags.has(Flags::ACK) && (h.ack <= self.iss || h.ack > self.snd_max) {
+            if !h.flags.has(Flags::RST) {
+                let _ = env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: h.ack, ack: None });
+                env.cx.inc(Counter::TcpOutRsts);
+            }
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, len, || h.summary(len));
+            return;
+        }
+        // Second, check the RST bit.
+        if h.flags.has(Flags::RST) {
+            if h.flags.has(Flags::ACK) {
+                env.cx.inc(Counter::TcpAttemptFails);
+                self.fail(env.cx, TcpError::ConnectionRefused);
+            }
+            return;
+        }
+        // Fourth, check the SYN bit.
+        if !h.flags.has(Flags::SYN) {
+            return;
+        }
+        self.irs = h.seq;
+        self.rcv_nxt = h.seq + 1;
+        self.last_ack_sent = self.rcv_nxt;
+        self.apply_syn_options(env.cfg, &h.options, env.now());
+        self.snd_wnd = h.window as u32; // never scaled in a SYN (RFC 7323 §2.2)
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = h.seq;
+        self.snd_wl2 = h.ack;
+        self.rcv_adv = self.rcv_nxt + self.syn_window() as u32;
+        self.ack_now = true;
+        if h.flags.has(Flags::ACK) {
+            self.sample_rtt_on_ack(env.now(), h.ack, h.options.timestamps);
+            self.snd_una = h.ack;
+            self.snd_sml = h.ack;
+            self.rexmit_high = h.ack;
+            self.recover = h.ack;
+            self.timers.retransmit = None;
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.last_progress = env.now();
+            self.set_state(env.cx, State::Established);
+        } else {
+            // Simultaneous open: SYN-RECEIVED, re-send our SYN with an ACK.
+            self.snd_nxt = self.iss;
+            self.set_state(env.cx, State::SynReceived);
+        }
+    }
+
+    /// The window field of a SYN or SYN-ACK (unscaled).
+    pub fn syn_window(&self) -> u16 {
+        self.rcv_buf.free().min(65535) as u16
+    }
+
+    /// RFC 9293 §3.10.7.4: SEGMENT ARRIVES in the synchronized states and SYN-RECEIVED.
+    fn on_segment_otherwise(&mut self, env: &mut Env<'_, '_>, seg: &Segment<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let h = seg.hdr;
+        let now = env.now();
+        let plen = seg.payload.len();
+        let rst = h.flags.has(Flags::RST);
+
+        // SYN-RECEIVED: the peer retransmitted its SYN; answer with our SYN-ACK again.
+        if self.state == State::SynReceived && h.flags.has(Flags::SYN) && !h.flags.has(Flags::ACK) && h.seq == self.irs {
+            self.snd_nxt = self.iss;
+            return out;
+        }
+
+        // RFC 7323 §5.3 R1: PAWS.
+        if self.ts_enabled && !rst {
+            if let Some((val, _)) = h.options.timestamps {
+                if (val.wrapping_sub(self.ts_recent) as i32) < 0 && now - self.ts_recent_age < PAWS_IDLE {
+                    env.cx.inc(Counter::TcpExtPAWSEstab);
+                    env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpPawsRejected, plen, || h.summary(plen));
+                    self.ack_now = true;
+                    return out;
+                }
+            }
+        }
+
+        // First, check the sequence number.
+        let wnd = self.rcv_adv.since(self.rcv_nxt);
+        let seg_len = seg.seg_len();
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => h.seq == self.rcv_nxt,
+            (0, _) => h.seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd),
+            (_, 0) => false,
+            (_, _) => {
+                h.seq.in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+                    || (h.seq + (seg_len - 1)).in_range(self.rcv_nxt, self.rcv_nxt + wnd)
+            }
+        };
+        // A zero-window peer must still see our ACKs: a segment at RCV.NXT with data is
+        // processed for its ACK field even though the text cannot be accepted.
+        let zero_window_probe = !acceptable && wnd == 0 && h.seq == self.rcv_nxt;
+        if !acceptable && !zero_window_probe {
+            if !rst {
+                self.ack_now = true;
+            }
+            if self.state == State::TimeWait && h.flags.has(Flags::FIN) {
+                // Retransmitted FIN: re-ACK and restart the 2*MSL timer (RFC 9293 §3.10.7.4).
+                self.timers.linger = Some(now + env.cfg.time_wait);
+            }
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpOutOfWindow, plen, || h.summary(plen));
+            return out;
+        }
+
+        // Second, check the RST bit (RFC 5961 §3.2).
+        if rst {
+            if h.seq == self.rcv_nxt {
+                match self.state {
+                    State::SynReceived => {
+                        if self.passive {
+                            self.set_state(env.cx, State::Closed);
+                        } else {
+                            env.cx.inc(Counter::TcpAttemptFails);
+                            self.fail(env.cx, TcpError::ConnectionRefused);
+                        }
+                    }
+                    State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                        env.cx.inc(Counter::TcpEstabResets);
+                        self.fail(env.cx, TcpError::ConnectionReset);
+                    }
+                    _ => self.set_state(env.cx, State::Closed),
+                }
+            } else {
+                self.challenge_ack(env);
+                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpRstChallenged, plen, || h.summary(plen));
+            }
+            return out;
+        }
+
+        // RFC 7323 §4.3: record TS.Recent when the segment covers Last.ACK.sent.
+        if self.ts_enabled {
+            if let Some((val, _)) = h.options.timestamps {
+                if h.seq <= self.last_ack_sent && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                    self.ts_recent = val;
+                    self.ts_recent_age = now;
+                }
+            }
+        }
+
+        // Fourth, check the SYN bit (RFC 5961 §4): challenge ACK, drop.
+        if h.flags.has(Flags::SYN) {
+            self.challenge_ack(env);
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpSynChallenged, plen, || h.summary(plen));
+            return out;
+        }
+
+        // Fifth, check the ACK field.
+        if !h.flags.has(Flags::ACK) {
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadFlags, plen, || h.summary(plen));
+            return out;
+        }
+        if self.state == State::SynReceived {
+            if self.snd_una < h.ack && h.ack <= self.snd_max {
+                self.sample_rtt_on_ack(now, h.ack, h.options.timestamps);
+                self.snd_una = self.iss + 1;
+                self.snd_sml = self.snd_una;
+                self.rexmit_high = self.snd_una;
+                self.recover = self.snd_una;
+                self.snd_wnd = (h.window as u32) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = h.seq;
+                self.snd_wl2 = h.ack;
+                self.timers.retransmit = None;
+                self.retries = 0;
+                self.rtt.reset_backoff();
+                self.last_progress = now;
+                let next = if self.fin_queued { State::FinWait1 } else { State::Established };
+                self.set_state(env.cx, next);
+                out.established = true;
+            } else {
+                let _ = env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: h.ack, ack: None });
+                env.cx.inc(Counter::TcpOutRsts);
+                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+                return out;
+            }
+        }
+        if h.ack > self.snd_max {
+            self.ack_now = true;
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+            return out;
+        }
+        // RFC 5961 §5.2: an ACK too far in the past is a blind injection attempt.
+        let max_back = self.max_snd_wnd.max(65535);
+        if h.ack < self.snd_una - max_back {
+            self.challenge_ack(env);
+            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+            return out;
+        }
+        self.process_ack(env, seg);
+        if self.state == State::Closed {
+            return out;
+        }
+        let fin_acked = matches!(self.fin_seq, Some(f) if self.snd_una == f + 1);
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.set_state(env.cx, State::FinWait2);
+                if self.app_closed {
+                    self.timers.linger = Some(now + env.cfg.fin_timeout);
+                }
+            }
+            State::Closing if fin_acked => self.enter_time_wait(env),
+            State::LastAck if fin_acked => {
+                self.set_state(env.cx, State::Closed);
+                return out;
+            }
+            _ => {}
+        }
+
+        // Sixth: URG is ignored (RFC 9293 §3.8.5 allows it; RFC 6093 discourages its use).
+
+        // Seventh, process the segment text.
+        let mut data = seg.payload;
+        let mut dseq = h.seq;
+        let mut fin = h.flags.has(Flags::FIN);
+        let skip = self.rcv_nxt.since(dseq) as usize;
+        if skip > 0 {
+            if skip >= data.len() {
+                if skip > data.len() {
+                    fin = false; // the FIN itself is old
+                }
+                data = &[];
+            } else {
+                data = &data[skip..];
+            }
+            dseq = self.rcv_nxt;
+        }
+        let room = (self.rcv_nxt + wnd).since(dseq).min(self.rcv_buf.free().saturating_sub(dseq.since(self.rcv_nxt) as usize) as u32) as usize;
+        if data.len() > room {
+            data = &data[..room];
+            fin = false;
+        }
+        if !data.is_empty() {
+            if self.state.can_receive() {
+                if self.app_closed {
+                    // RFC 9293 §3.10.7.4 / RFC 2525: data after close is answered with RST.
+                    self.send_rst(env);
+                    self.fail(env.cx, TcpError::ConnectionReset);
+                    return out;
+                }
+                self.rcv_mss = self.rcv_mss.max(data.len() as u32).min(65535);
+                self.stats.data_segs_in += 1;
+                let before = self.rcv_nxt;
+                match self.reasm.receive(&mut self.rcv_buf, &mut self.rcv_nxt, dseq, data) {
+                    Received::InOrder(n) => {
+                        self.stats.bytes_received += n as u64;
+                        let copied = data.len();
+                        env.cx.trace(Direction::Rx, Layer::Socket, Verdict::Deliver, copied, copied, || {
+                            format!("{} > {} rcv_nxt {} -> {}", self.remote.port(), self.local.port(), before, self.rcv_nxt)
+                        });
+                        if n as usize > data.len() || !self.reasm.is_empty() {
+                            self.ack_now = true; // filled a hole: ACK at once (RFC 5681 §4.2)
+                        } else {
+                            self.rcv_unacked += n;
+                            if self.rcv_unacked >= 2 * self.rcv_mss {
+                                self.ack_now = true;
+                            } else if self.timers.delayed_ack.is_none() {
+                                self.timers.delayed_ack = Some(now + env.cfg.delayed_ack);
+                            }
+                        }
+                        if n > 0 {
+                            env.cx.notify(self.handle);
+                        }
+                    }
+                    Received::OutOfOrder => {
+                        self.stats.ofo_segs += 1;
+                        env.cx.inc(Counter::TcpExtTCPOFOQueue);
+                        env.cx.trace(Direction::Rx, Layer::Socket, Verdict::Queued, data.len(), data.len(), || {
+                            format!("out of order seq {} (rcv_nxt {})", dseq, self.rcv_nxt)
+                        });
+                        self.ack_now = true;
+                    }
+                    Received::QueueFull => {
+                        env.cx.inc(Counter::TcpExtTCPOFODrop);
+                        env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpOfoQueueFull, plen, || h.summary(plen));
+                        self.ack_now = true;
+                        fin = false;
+                    }
+                }
+            } else {
+                self.ack_now = true;
+            }
+        } else if plen > 0 || zero_window_probe {
+            // Duplicate data, or data beyond a zero window: tell the peer where we are.
+            self.ack_now = true;
+            if zero_window_probe && plen > 0 {
+                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpRcvBufFull, plen, || h.summary(plen));
+            }
+        }
+
+        // Eighth, check the FIN bit.
+        if fin && self.state != State::Closed {
+            let fin_at = dseq + data.len() as u32;
+            if fin_at == self.rcv_nxt {
+                self.receive_fin(env);
+            } else if fin_at > self.rcv_nxt {
+                self.ofo_fin = Some(fin_at);
+                self.ack_now = true;
+            }
+        }
+        if let Some(f) = self.ofo_fin {
+            if f == self.rcv_nxt && !self.fin_received {
+                self.receive_fin(env);
+            }
+        }
+        out
+    }
+
+    /// RFC 9293 §3.10.7.4 eighth step: the peer's FIN is in order.
+    fn receive_fin(&mut self, env: &mut Env<'_, '_>) {
+        if self.fin_received {
+            self.ack_now = true;
+            return;
+        }
+        self.ofo_fin = None;
+        self.fin_received = true;
+        self.rcv_nxt += 1;
+        self.ack_now = true;
+        env.cx.notify(self.handle);
+        let fin_acked = matches!(self.fin_seq, Some(f) if self.snd_una == f + 1);
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(env.cx, State::CloseWait),
+            State::FinWait1 => {
+                if fin_acked {
+                    self.enter_time_wait(env);
+                } else {
+                    self.set_state(env.cx, State::Closing);
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(env),
+            _ => {}
+        }
+    }
+
+    pub fn enter_time_wait(&mut self, env: &mut Env<'_, '_>) {
+        self.set_state(env.cx, State::TimeWait);
+        self.timers.retransmit = None;
+        self.timers.persist = None;
+        self.timers.keepalive = None;
+        self.timers.linger = Some(env.now() + env.cfg.time_wait);
+        self.snd_buf.release();
+    }
+
+    /// RTT sample from an ACK of `ack`: timestamps (RFC 7323 §4.1) or the timed segment
+    /// (RFC 6298 §3, Karn).
+    fn sample_rtt_on_ack(&mut self, now: Instant, ack: SeqNum, ts: Option<(u32, u32)>) {
+        if self.ts_enabled {
+            if let Some((_, ecr)) = ts {
+                if ecr != 0 {
+                    let ms = self.ts_now(now).wrapping_sub(ecr);
+                    if ms < 60_000 {
+                        self.rtt.sample(Duration::from_millis(ms as u64));
+                    }
+                }
+            }
+            self.rtt_timing = None;
+            return;
+        }
+        if let Some((end, sent)) = self.rtt_timing {
+            if ack >= end {
+                self.rtt.sample(now - sent);
+                self.rtt_timing = None;
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 fifth step for ESTABLISHED and later, with congestion control and
+    /// loss recovery (RFC 5681 §3.2, RFC 6582 §3.2, RFC 6675 §5).
+    fn process_ack(&mut self, env: &mut Env<'_, '_>, seg: &Segment<'_>) {
+        let h = &seg.hdr;
+        let now = env.now();
+        let mss = self.smss();
+        let prior_flight = self.pipe();
+        let mut newly_sacked = 0;
+        if self.sack_enabled && h.options.sack_count > 0 {
+            newly_sacked = self.scoreboard.update(h.options.sacks(), self.snd_una, self.snd_max);
+        }
+        let new_wnd = (h.window as u32) << self.snd_wscale;
+        let window_changed = new_wnd != self.snd_wnd;
+
+        if h.ack > self.snd_una {
+            self.sample_rtt_on_ack(now, h.ack, h.options.timestamps);
+            let acked = h.ack.since(self.snd_una);
+            let data_acked = acked.min(self.snd_buf.len() as u32);
+            self.snd_buf.consume(data_acked as usize);
+            self.snd_una = h.ack;
+            self.stats.bytes_acked += data_acked as u64;
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            if self.rexmit_high < self.snd_una {
+                self.rexmit_high = self.snd_una;
+            }
+            if let Some(r) = self.rexmit_next {
+                if r < self.snd_una {
+                    self.rexmit_next = None;
+                }
+            }
+            self.scoreboard.on_cumulative_ack(self.snd_una);
+            self.retries = 0;
+            self.persist_backoff = 0;
+            self.rtt.reset_backoff();
+            self.last_progress = now;
+            if self.in_recovery {
+                if h.ack >= self.recover {
+                    // RFC 6582 §3.2 step 3 (full acknowledgment): deflate to ssthresh.
+                    self.in_recovery = false;
+                    self.dupacks = 0;
+                    // RFC 6582 §3.2 step 3 option (1): min(ssthresh, max(FlightSize, SMSS) + SMSS).
+                    let ss = self.cc.ssthresh();
+                    self.cc.set_cwnd(ss.min(self.pipe().max(mss) + mss));
+                } else if !self.sack_enabled {
+                    // RFC 6582 §3.2 step 4 (partial acknowledgment): retransmit the next hole,
+                    // deflate by the amount acknowledged, add back one SMSS.
+                    self.rexmit_next = Some(self.snd_una);
+                    let cw = self.cc.cwnd();
+                    self.cc.set_cwnd(cw.saturating_sub(data_acked).saturating_add(mss).max(mss));
+                } else {
+                    // RFC 6675 §5 step (C): the scoreboard drives the next retransmissions.
+                    self.dupacks = 0;
+                }
+            } else {
+                self.dupacks = 0;
+                if prior_flight.saturating_mul(2) >= self.cc.cwnd() || prior_flight + 2 * mss >= self.cc.cwnd() {
+                    self.cc.on_ack(data_acked, mss, now, self.rtt.srtt());
+                }
+            }
+            env.cx.notify(self.handle);
+            // RFC 6298 §5.2/§5.3: stop the timer when everything is acknowledged, else restart.
+            if self.snd_una == self.snd_max {
+                self.timers.retransmit = None;
+            } else {
+                self.timers.retransmit = Some(now + self.rtt.rto());
+            }
+        } else if h.ack == self.snd_una
+            && self.snd_max > self.snd_una
+            && ((seg.payload.is_empty() && !h.flags.has(Flags::FIN) && !window_changed) || newly_sacked > 0)
+        {
+            // RFC 5681 §2 "duplicate acknowledgment" (RFC 6675 §2: or carrying new SACK info).
+            self.dupacks += 1;
+            self.stats.dup_acks_in += 1;
+            if !self.in_recovery {
+                let sack_loss = self.sack_enabled && self.scoreboard.sacked_bytes() >= DUP_THRESH * mss;
+                if (self.dupacks >= DUP_THRESH || sack_loss) && self.snd_una >= self.recover {
+                    self.enter_recovery(env, mss);
+                }
+            } else if !self.sack_enabled {
+                // RFC 6582 §3.2 step 3 (inflation).
+                let cw = self.cc.cwnd();
+                self.cc.set_cwnd(cw.saturating_add(mss));
+            }
+        }
+
+        // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and
+        // SND.WL2 =< SEG.ACK)).
+        if self.snd_wl1 < h.seq || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack) {
+            let opened = new_wnd > self.snd_wnd;
+            self.snd_wnd = new_wnd;
+            self.snd_wl1 = h.seq;
+            self.snd_wl2 = h.ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(new_wnd);
+            if opened {
+                self.timers.persist = None;
+                self.persist_backoff = 0;
+                env.cx.notify(self.handle);
+            }
+        }
+    }
+
+    /// RFC 5681 §3.2 steps 2-3 / RFC 6675 §5 steps 4.1-4.3: fast retransmit and recovery.
+    fn enter_recovery(&mut self, env: &mut Env<'_, '_>, mss: u32) {
+        let flight = self.snd_max.since(self.snd_una);
+        self.cc.on_congestion_event(flight, mss, env.now());
+        self.in_recovery = true;
+        self.recover = self.snd_max;
+        self.rexmit_next = Some(self.snd_una);
+        self.rexmit_high = self.snd_una;
+        self.stats.fast_retrans += 1;
+        env.cx.inc(Counter::TcpExtTCPFastRetrans);
+        if self.sack_enabled {
+            env.cx.inc(Counter::TcpExtTCPSackRecovery);
+        } else {
+            // RFC 6582 §3.2 step 2: cwnd = ssthresh + 3*SMSS.
+            let cw = self.cc.cwnd();
+            self.cc.set_cwnd(cw.saturating_add(3 * mss));
+        }
+    }
+}
+
+/// RFC 7323 §2.3: the smallest shift that lets the 16-bit window cover `buf` bytes (max 14).
+pub fn wscale_for(buf: usize) -> u8 {
+    let mut s = 0u8;
+    while s < 14 && (buf >> s) > 65535 {
+        s += 1;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_scale_choice() {
+        assert_eq!(wscale_for(65535), 0);
+        assert_eq!(wscale_for(65536), 1);
+        assert_eq!(wscale_for(256 * 1024), 3);
+        assert_eq!(wscale_for(usize::MAX), 14);
+    }
+}

@@ -1,0 +1,119 @@
+//! The receive buffer: in-order bytes waiting for the application, plus room where out-of-order
+//! bytes are stored at their offset beyond RCV.NXT (RFC 9293 §3.3.1) until the hole before them
+//! fills. A ring of fixed capacity, allocated on first data.
+
+/// Ring buffer. `len` bytes are readable; bytes beyond them are out-of-order data whose
+/// presence is tracked by the reassembly queue.
+#[derive(Clone, Debug, Default)]
+pub struct RecvBuffer {
+    buf: Vec<u8>,
+    cap: usize,
+    head: usize,
+    len: usize,
+}
+
+impl RecvBuffer {
+    /// A buffer that will hold at most `cap` bytes (allocated lazily).
+    pub fn new(cap: usize) -> RecvBuffer {
+        RecvBuffer { buf: Vec::new(), cap, head: 0, len: 0 }
+    }
+
+    /// Readable bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is readable.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Capacity.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Room after the readable bytes (the most we can ever advertise).
+    pub fn free(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Changes the capacity; only possible while empty and before any out-of-order data.
+    pub fn set_capacity(&mut self, cap: usize) -> bool {
+        if self.len != 0 {
+            return false;
+        }
+        self.cap = cap;
+        self.buf = Vec::new();
+        self.head = 0;
+        true
+    }
+
+    /// Stores `data` at `offset` bytes past the readable bytes (not yet readable); returns how
+    /// many bytes fit.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+        let room = self.free().saturating_sub(offset);
+        let n = data.len().min(room);
+        if n == 0 {
+            return 0;
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.cap];
+        }
+        let start = (self.head + self.len + offset) % self.cap;
+        let first = n.min(self.cap - start);
+        self.buf[start..start + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        n
+    }
+
+    /// Makes `n` more stored bytes readable.
+    pub fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.cap);
+    }
+
+    /// Copies readable bytes out; returns the count.
+    pub fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        if n == 0 {
+            return 0;
+        }
+        let first = n.min(self.cap - self.head);
+        out[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
+        out[first..n].copy_from_slice(&self.buf[..n - first]);
+        self.head = (self.head + n) % self.cap;
+        self.len -= n;
+        n
+    }
+
+    /// Releases the memory.
+    pub fn release(&mut self) {
+        self.buf = Vec::new();
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_write_then_commit() {
+        let mut b = RecvBuffer::new(8);
+        assert_eq!(b.write_at(3, b"def"), 3);
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.write_at(0, b"abc"), 3);
+        b.commit(6);
+        let mut out = [0u8; 4];
+        assert_eq!(b.read(&mut out), 4);
+        assert_eq!(&out, b"abcd");
+        // Wraps: 2 readable, 6 free.
+        assert_eq!(b.write_at(0, b"ghijklmn"), 6);
+        b.commit(6);
+        let mut out = [0u8; 16];
+        assert_eq!(b.read(&mut out), 8);
+        assert_eq!(&out[..8], b"efghijkl");
+        assert_eq!(b.write_at(9, b"x"), 0);
+    }
+}

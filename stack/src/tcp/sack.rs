@@ -1,0 +1,147 @@
+//! The SACK scoreboard of the sender (RFC 6675 §3, §4): which bytes above SND.UNA the receiver
+//! reported holding, and the derived quantities loss recovery needs (holes, `IsLost`, `pipe`).
+
+use super::options::SackBlock;
+use super::reassembly::RangeSet;
+use super::seq::SeqNum;
+
+/// RFC 6675 §2: DupThresh.
+pub const DUP_THRESH: u32 = 3;
+
+/// SACKed ranges above SND.UNA.
+#[derive(Clone, Debug, Default)]
+pub struct Scoreboard {
+    sacked: RangeSet,
+}
+
+impl Scoreboard {
+    /// RFC 6675 §5 (update): records the valid blocks of an arriving ACK; returns the number of
+    /// newly SACKed bytes. Blocks outside `(snd_una, snd_max]` (D-SACK, stale or bogus) are
+    /// ignored.
+    pub fn update(&mut self, blocks: &[SackBlock], snd_una: SeqNum, snd_max: SeqNum) -> u32 {
+        let before = self.sacked.bytes();
+        for b in blocks {
+            if b.left >= b.right || b.left < snd_una || b.right > snd_max {
+                continue;
+            }
+            let _ = self.sacked.insert(b.left, b.right);
+        }
+        self.sacked.bytes().saturating_sub(before)
+    }
+
+    /// Forgets everything below the cumulative ACK.
+    pub fn on_cumulative_ack(&mut self, snd_una: SeqNum) {
+        self.sacked.remove_below(snd_una);
+    }
+
+    /// Drops all SACK information (RFC 6675 §5.1: after an RTO the receiver may have reneged).
+    pub fn clear(&mut self) {
+        self.sacked.clear();
+    }
+
+    /// Whether nothing is SACKed.
+    pub fn is_empty(&self) -> bool {
+        self.sacked.is_empty()
+    }
+
+    /// Total SACKed bytes.
+    pub fn sacked_bytes(&self) -> u32 {
+        self.sacked.bytes()
+    }
+
+    /// Number of SACKed ranges.
+    pub fn ranges(&self) -> usize {
+        self.sacked.len()
+    }
+
+    /// The highest SACKed sequence number (exclusive end).
+    pub fn high(&self) -> Option<SeqNum> {
+        self.sacked.last().map(|(_, e)| e)
+    }
+
+    /// If `seq` is SACKed, the end of its range.
+    pub fn sacked_end(&self, seq: SeqNum) -> Option<SeqNum> {
+        self.sacked.containing(seq).map(|(_, e)| e)
+    }
+
+    /// SACKed bytes within `[from, to)`.
+    pub fn sacked_between(&self, from: SeqNum, to: SeqNum) -> u32 {
+        self.sacked
+            .iter()
+            .map(|(s, e)| {
+                let s = s.max_seq(from);
+                let e = e.min_seq(to);
+                e.since(s)
+            })
+            .sum()
+    }
+
+    /// RFC 6675 §4 `IsLost` as a boundary: every unSACKed byte below the returned sequence has
+    /// at least `DupThresh * SMSS` SACKed bytes above it, so it is deemed lost.
+    pub fn lost_boundary(&self, mss: u32) -> Option<SeqNum> {
+        let need = DUP_THRESH * mss;
+        let mut above = 0u32;
+        let mut boundary = None;
+        for (s, e) in self.sacked_rev() {
+            above = above.saturating_add(e.since(s));
+            if above >= need {
+                boundary = Some(s);
+                break;
+            }
+        }
+        boundary
+    }
+
+    fn sacked_rev(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+        self.sacked.iter_rev()
+    }
+
+    /// The first unSACKed range at or after `from` and below `limit`, at most `max_len` long.
+    pub fn next_hole(&self, from: SeqNum, limit: SeqNum, max_len: u32) -> Option<(SeqNum, u32)> {
+        let mut cursor = from;
+        for (s, e) in self.sacked.iter() {
+            if e <= cursor {
+                continue;
+            }
+            if cursor < s {
+                let end = s.min_seq(limit);
+                if cursor < end {
+                    return Some((cursor, end.since(cursor).min(max_len)));
+                }
+                return None;
+            }
+            cursor = e;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blk(l: u32, r: u32) -> SackBlock {
+        SackBlock { left: SeqNum(l), right: SeqNum(r) }
+    }
+
+    #[test]
+    fn scoreboard_tracks_holes_and_loss() {
+        let mut sb = Scoreboard::default();
+        let una = SeqNum(1000);
+        let max = SeqNum(10_000);
+        assert_eq!(sb.update(&[blk(2000, 3000)], una, max), 1000);
+        assert_eq!(sb.update(&[blk(2000, 3000), blk(4000, 6000)], una, max), 2000);
+        assert_eq!(sb.update(&[blk(500, 900), blk(9000, 11_000)], una, max), 0, "invalid blocks ignored");
+        assert_eq!(sb.high(), Some(SeqNum(6000)));
+        assert_eq!(sb.sacked_between(SeqNum(2500), SeqNum(5000)), 1500);
+        assert_eq!(sb.next_hole(una, SeqNum(6000), 500), Some((SeqNum(1000), 500)));
+        assert_eq!(sb.next_hole(SeqNum(2000), SeqNum(6000), 5000), Some((SeqNum(3000), 1000)));
+        assert_eq!(sb.next_hole(SeqNum(5000), SeqNum(6000), 5000), None);
+        // 2000 bytes sacked above 4000, 3000 above 2000: with mss 1000 the boundary is 2000.
+        assert_eq!(sb.lost_boundary(1000), Some(SeqNum(2000)));
+        assert_eq!(sb.lost_boundary(2000), None);
+        sb.on_cumulative_ack(SeqNum(4500));
+        assert_eq!(sb.sacked_bytes(), 1500);
+        assert_eq!(sb.sacked_end(SeqNum(5000)), Some(SeqNum(6000)));
+    }
+}

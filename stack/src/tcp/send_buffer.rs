@@ -1,0 +1,129 @@
+//! The send buffer: bytes the application wrote that are not yet acknowledged
+//! (RFC 9293 §3.3.1, from SND.UNA up). A ring of fixed capacity, allocated on first write so that
+//! idle and listening sockets cost nothing.
+
+/// Ring buffer of unacknowledged and unsent bytes. Offset 0 is the byte at SND.UNA.
+#[derive(Clone, Debug, Default)]
+pub struct SendBuffer {
+    buf: Vec<u8>,
+    cap: usize,
+    head: usize,
+    len: usize,
+}
+
+impl SendBuffer {
+    /// A buffer that will hold at most `cap` bytes (allocated lazily).
+    pub fn new(cap: usize) -> SendBuffer {
+        SendBuffer { buf: Vec::new(), cap, head: 0, len: 0 }
+    }
+
+    /// Bytes held (sent-unacknowledged plus unsent).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no bytes are held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Capacity.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Room for more bytes.
+    pub fn free(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Changes the capacity; only possible while empty.
+    pub fn set_capacity(&mut self, cap: usize) -> bool {
+        if self.len != 0 {
+            return false;
+        }
+        self.cap = cap;
+        self.buf = Vec::new();
+        self.head = 0;
+        true
+    }
+
+    /// Appends as much of `data` as fits; returns the count.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.cap];
+        }
+        let tail = (self.head + self.len) % self.cap;
+        let first = n.min(self.cap - tail);
+        self.buf[tail..tail + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        self.len += n;
+        n
+    }
+
+    /// Copies bytes starting `offset` bytes after SND.UNA into `out`; returns the count.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = out.len().min(self.len - offset);
+        let start = (self.head + offset) % self.cap;
+        let first = n.min(self.cap - start);
+        out[..first].copy_from_slice(&self.buf[start..start + first]);
+        out[first..n].copy_from_slice(&self.buf[..n - first]);
+        n
+    }
+
+    /// Drops `n` acknowledged bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if n == 0 {
+            return;
+        }
+        self.head = (self.head + n) % self.cap;
+        self.len -= n;
+        if self.len == 0 {
+            self.head = 0;
+        }
+    }
+
+    /// Releases the memory (connection finished).
+    pub fn release(&mut self) {
+        self.buf = Vec::new();
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_and_reads_at_offsets() {
+        let mut b = SendBuffer::new(8);
+        assert_eq!(b.write(b"abcdef"), 6);
+        b.consume(4);
+        assert_eq!(b.write(b"ghijklmn"), 6);
+        assert_eq!(b.len(), 8);
+        let mut out = [0u8; 8];
+        assert_eq!(b.read_at(0, &mut out), 8);
+        assert_eq!(&out, b"efghijkl");
+        assert_eq!(b.read_at(5, &mut out[..2]), 2);
+        assert_eq!(&out[..2], b"jk");
+        assert_eq!(b.read_at(8, &mut out), 0);
+        b.consume(100);
+        assert!(b.is_empty());
+        assert_eq!(b.write(b""), 0);
+    }
+
+    #[test]
+    fn lazily_allocated() {
+        let b = SendBuffer::new(1 << 20);
+        assert_eq!(b.buf.capacity(), 0);
+    }
+}
