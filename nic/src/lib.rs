@@ -40,11 +40,20 @@ use smoltcp::time::Instant;
 mod error;
 pub mod memory;
 pub mod pcap;
+pub mod pnet;
+pub mod ring;
+pub mod smoltcp_device;
 mod sys;
+pub mod tap;
 
 pub use error::NicError;
 pub use memory::{Impairment, LinkConfig, MemoryLink, MemoryNic, ParseImpairmentError};
 pub use pcap::{PcapNic, PcapWriter};
+pub use pnet::{PnetConfig, PnetNic};
+pub use ring::{disable_offloads, RingConfig, RingNic, RingStats};
+pub use smoltcp_device::SmoltcpDevice;
+pub use sys::netns::unshare_thread_network_namespace;
+pub use tap::TapNic;
 
 /// Length of an Ethernet II header (destination MAC, source MAC, ethertype), without FCS.
 pub const ETHERNET_HEADER_LEN: usize = 14;

@@ -278,7 +278,7 @@ impl Interface {
             || sha[0] & 1 == 1
             || sha == self.config.mac
             || spa == self.config.addr
-            || spa.is_broadcast()
+            || self.is_broadcast(spa)
             || spa.is_multicast()
         {
             return cx.drop(

@@ -73,6 +73,7 @@ named_enum! {
         IcmpBadChecksum = "ICMP checksum mismatch",
         IcmpUnsupportedType = "ICMP type not handled",
         IcmpRateLimited = "ICMP error not sent: rate limit",
+        IcmpEchoBroadcast = "echo request to a broadcast/multicast address ignored (smurf defence)",
         IcmpNoSocket = "ICMP echo reply with no ping socket waiting for it",
         IcmpBadError = "ICMP error quoting a packet we could not have sent",
         // --- UDP ---

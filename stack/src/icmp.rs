@@ -273,7 +273,7 @@ impl Interface {
                     return cx.drop(
                         Direction::Rx,
                         Layer::Icmp,
-                        DropReason::IcmpUnsupportedType,
+                        DropReason::IcmpEchoBroadcast,
                         len,
                         || "echo request to a broadcast address ignored".into(),
                     );

@@ -41,6 +41,8 @@ pub struct Stack {
     tracer: Tracer,
     readiness: ReadinessQueue,
     frame_seq: u64,
+    /// The latest `now` passed in (for trace events of calls that take no time, like reads).
+    last_now: Instant,
 }
 
 /// Builds a [`Cx`] from disjoint fields of a [`Stack`] (a macro, so the borrow checker sees the
@@ -48,6 +50,7 @@ pub struct Stack {
 macro_rules! cx {
     ($s:ident, $now:expr) => {{
         $s.frame_seq += 1;
+        $s.last_now = $now;
         Cx {
             now: $now,
             frame: $s.frame_seq,
@@ -68,6 +71,7 @@ impl Stack {
             tracer: Tracer::new(0),
             readiness: ReadinessQueue::default(),
             frame_seq: 0,
+            last_now: now,
         };
         if s.iface.config.arp.gratuitous {
             let me = s.iface.config.addr;
@@ -251,7 +255,19 @@ impl Stack {
         h: UdpHandle,
         buf: &mut [u8],
     ) -> Result<(usize, SocketAddrV4), UdpError> {
-        self.iface.udp.recv_from(h, buf)
+        let (n, from) = self.iface.udp.recv_from(h, buf)?;
+        self.trace_app_read(SocketHandle::Udp(h), n, || {
+            format!("recvfrom {n} bytes from {from}")
+        });
+        Ok((n, from))
+    }
+
+    /// Records the application's read: "stage two", the copy out of the socket buffer.
+    fn trace_app_read(&mut self, h: SocketHandle, n: usize, summary: impl FnOnce() -> String) {
+        let mut cx = cx!(self, self.last_now);
+        cx.trace(Direction::Rx, Layer::App, Verdict::Deliver, n, n, || {
+            format!("{h:?}: {}", summary())
+        });
     }
 
     /// Closes a UDP socket.
@@ -284,7 +300,12 @@ impl Stack {
 
     /// Takes the next reply or error received by a ping socket.
     pub fn ping_recv(&mut self, h: IcmpHandle) -> Option<PingEvent> {
-        self.iface.ping.recv(h)
+        let ev = self.iface.ping.recv(h)?;
+        if let PingEvent::Reply(r) = &ev {
+            let (n, seq) = (r.data.len(), r.seq);
+            self.trace_app_read(SocketHandle::Icmp(h), n, || format!("echo reply seq {seq}"));
+        }
+        Some(ev)
     }
 
     /// Closes a ping socket.
@@ -340,7 +361,11 @@ impl Stack {
         buf: &mut [u8],
     ) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
-        self.iface.tcp.recv(&mut cx, h, buf)
+        let n = self.iface.tcp.recv(&mut cx, h, buf)?;
+        if n > 0 {
+            self.trace_app_read(SocketHandle::Tcp(h), n, || format!("read {n} bytes"));
+        }
+        Ok(n)
     }
 
     /// Shuts down the sending side.

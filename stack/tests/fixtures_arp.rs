@@ -70,7 +70,10 @@ fn padded_request_is_answered() {
     s.handle_frame(t(1), &f);
     let out = drain(&mut s, t(1));
     assert_eq!(out.len(), 1);
-    assert_eq!(&out[0][14..], &arp(2, OUR_MAC, OUR_IP, PEER_MAC, PEER_IP)[..]);
+    assert_eq!(
+        &out[0][14..],
+        &arp(2, OUR_MAC, OUR_IP, PEER_MAC, PEER_IP)[..]
+    );
     assert_no_drops(&s);
 }
 
@@ -191,7 +194,12 @@ fn bad_senders_are_dropped() {
         ),
         (PEER_MAC, OUR_MAC, PEER_IP, "sender MAC ours"),
         (PEER_MAC, PEER_MAC, OUR_IP, "sender IP ours (conflict)"),
-        (PEER_MAC, PEER_MAC, Ipv4Addr::BROADCAST, "sender IP broadcast"),
+        (
+            PEER_MAC,
+            PEER_MAC,
+            Ipv4Addr::BROADCAST,
+            "sender IP broadcast",
+        ),
         (
             PEER_MAC,
             PEER_MAC,
@@ -201,10 +209,7 @@ fn bad_senders_are_dropped() {
     ];
     for (eth_src, sha, spa, what) in cases {
         let mut s = stack();
-        s.handle_frame(
-            t(1),
-            &arp_frame(eth_src, &arp(1, sha, spa, [0; 6], OUR_IP)),
-        );
+        s.handle_frame(t(1), &arp_frame(eth_src, &arp(1, sha, spa, [0; 6], OUR_IP)));
         let drops: Vec<_> = s.counters().iter_drops().collect();
         assert_eq!(
             drops,
@@ -217,13 +222,9 @@ fn bad_senders_are_dropped() {
 }
 
 #[test]
-#[ignore = "BUG: ARP accepts our subnet's directed broadcast (198.18.0.255) as a sender IP and caches it"]
 fn subnet_broadcast_sender_is_dropped() {
     let mut s = stack();
-    s.handle_frame(
-        t(1),
-        &arp_request_frame(PEER_MAC, SUBNET_BROADCAST, OUR_IP),
-    );
+    s.handle_frame(t(1), &arp_request_frame(PEER_MAC, SUBNET_BROADCAST, OUR_IP));
     assert_only_drop(&s, DropReason::ArpBadSender);
     assert!(s.arp_entries().is_empty());
     assert_silent(&mut s, t(1));
@@ -233,8 +234,7 @@ fn subnet_broadcast_sender_is_dropped() {
 fn resolving_sends_exact_request_then_reply_releases_the_queued_datagram() {
     let mut s = stack();
     let h = s.udp_bind(sock(OUR_IP, 4000)).unwrap();
-    s.udp_send_to(t(1), h, b"queued", sock(PEER_IP, 9))
-        .unwrap();
+    s.udp_send_to(t(1), h, b"queued", sock(PEER_IP, 9)).unwrap();
     let out = drain(&mut s, t(1));
     let request = eth(
         BROADCAST_MAC,
@@ -269,8 +269,7 @@ fn resolving_sends_exact_request_then_reply_releases_the_queued_datagram() {
     assert_no_drops(&s);
 
     // Resolved: the next datagram goes straight out.
-    s.udp_send_to(t(3), h, b"direct", sock(PEER_IP, 9))
-        .unwrap();
+    s.udp_send_to(t(3), h, b"direct", sock(PEER_IP, 9)).unwrap();
     let out = drain(&mut s, t(3));
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0][..6], &PEER_MAC);
@@ -280,8 +279,7 @@ fn resolving_sends_exact_request_then_reply_releases_the_queued_datagram() {
 fn unanswered_requests_are_retried_then_pending_packets_dropped() {
     let mut s = stack();
     let h = s.udp_bind(sock(OUR_IP, 4000)).unwrap();
-    s.udp_send_to(t(0), h, b"lost", sock(OTHER_IP, 9))
-        .unwrap();
+    s.udp_send_to(t(0), h, b"lost", sock(OTHER_IP, 9)).unwrap();
     assert_eq!(drain(&mut s, t(0)).len(), 1);
     let mut requests = 1;
     let mut now = t(0);
@@ -352,4 +350,20 @@ fn entry_expires_after_cache_ttl() {
     assert!(s.arp_entries().is_empty());
     assert_eq!(s.counters().get(Counter::ArpCacheExpired), 1);
     assert_eq!(s.poll_at(), None);
+}
+
+#[test]
+fn gratuitous_arp_from_a_neighbour_updates_without_a_drop() {
+    // RFC 5227 §2.3 announcement: sender IP = target IP = the announcer's address.
+    let mut s = stack_with_peer();
+    s.handle_frame(t(1), &arp_request_frame(NEW_PEER_MAC, PEER_IP, PEER_IP));
+    assert_no_drops(&s);
+    assert_eq!(s.arp_entries(), vec![entry(PEER_IP, Some(NEW_PEER_MAC), 0)]);
+    assert_silent(&mut s, t(1));
+    // From a host we have never talked to: nothing learned (RFC 826 only creates entries for
+    // packets addressed to us), nothing dropped.
+    s.handle_frame(t(2), &arp_request_frame(OTHER_MAC, OTHER_IP, OTHER_IP));
+    assert_no_drops(&s);
+    assert_eq!(s.arp_entries().len(), 1);
+    assert_silent(&mut s, t(2));
 }

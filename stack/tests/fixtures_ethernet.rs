@@ -14,11 +14,9 @@ fn unicast_frame_to_us_is_accepted_and_traced_through_every_layer() {
     let f = udp_frame(1234, 7000, b"hello");
     s.handle_frame(t(1), &f);
     assert_no_drops(&s);
-    let mut buf = [0u8; 64];
-    assert_eq!(s.udp_recv_from(h, &mut buf), Ok((5, sock(PEER_IP, 1234))));
-    assert_eq!(&buf[..5], b"hello");
     assert_eq!(s.counters().get(Counter::EthInFrames), 1);
     assert_eq!(s.counters().get(Counter::EthInOctets), f.len() as u64);
+    // Stage one: NIC to socket buffer.
     let journey: Vec<(Layer, Verdict)> = s.tracer().drain().map(|e| (e.layer, e.verdict)).collect();
     assert_eq!(
         journey,
@@ -30,6 +28,11 @@ fn unicast_frame_to_us_is_accepted_and_traced_through_every_layer() {
             (Layer::Socket, Verdict::Deliver),
         ]
     );
+    // Stage two: the application's read (traced at the App layer, if at all).
+    let mut buf = [0u8; 64];
+    assert_eq!(s.udp_recv_from(h, &mut buf), Ok((5, sock(PEER_IP, 1234))));
+    assert_eq!(&buf[..5], b"hello");
+    assert!(s.tracer().drain().all(|e| e.layer == Layer::App));
 }
 
 #[test]
@@ -55,7 +58,12 @@ fn header_only_frame_reaches_ipv4_and_is_truncated_there() {
 #[test]
 fn frame_for_another_unicast_mac_is_dropped() {
     let mut s = stack();
-    let f = eth(OTHER_MAC, PEER_MAC, ETH_IPV4, &Ip::new(PEER_IP, OUR_IP, PROTO_UDP).build(&udp(PEER_IP, OUR_IP, 1, 2, b"x")));
+    let f = eth(
+        OTHER_MAC,
+        PEER_MAC,
+        ETH_IPV4,
+        &Ip::new(PEER_IP, OUR_IP, PROTO_UDP).build(&udp(PEER_IP, OUR_IP, 1, 2, b"x")),
+    );
     s.handle_frame(t(1), &f);
     assert_only_drop(&s, DropReason::EthNotForUs);
     assert_eq!(s.counters().get(Counter::IpInReceives), 0);
@@ -94,9 +102,16 @@ fn ipv6_is_dropped_with_its_own_reason() {
 #[test]
 fn broadcast_frame_is_accepted() {
     let mut s = stack();
-    let h = s.udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 6000)).unwrap();
+    let h = s
+        .udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 6000))
+        .unwrap();
     let d = udp(PEER_IP, SUBNET_BROADCAST, 99, 6000, b"to all");
-    let f = eth(BROADCAST_MAC, PEER_MAC, ETH_IPV4, &Ip::new(PEER_IP, SUBNET_BROADCAST, PROTO_UDP).build(&d));
+    let f = eth(
+        BROADCAST_MAC,
+        PEER_MAC,
+        ETH_IPV4,
+        &Ip::new(PEER_IP, SUBNET_BROADCAST, PROTO_UDP).build(&d),
+    );
     s.handle_frame(t(1), &f);
     assert_no_drops(&s);
     let mut buf = [0u8; 64];
@@ -111,9 +126,16 @@ fn joined_multicast_group_is_accepted_and_others_are_not() {
     let mut cfg = config();
     cfg.multicast = vec![group];
     let mut s = stack_with(cfg);
-    let h = s.udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 5353)).unwrap();
+    let h = s
+        .udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 5353))
+        .unwrap();
     let d = udp(PEER_IP, group, 5353, 5353, b"mdns");
-    let f = eth(group_mac, PEER_MAC, ETH_IPV4, &Ip::new(PEER_IP, group, PROTO_UDP).build(&d));
+    let f = eth(
+        group_mac,
+        PEER_MAC,
+        ETH_IPV4,
+        &Ip::new(PEER_IP, group, PROTO_UDP).build(&d),
+    );
     s.handle_frame(t(1), &f);
     assert_no_drops(&s);
     let mut buf = [0u8; 64];
@@ -124,7 +146,12 @@ fn joined_multicast_group_is_accepted_and_others_are_not() {
     // A group we did not join: refused at the link layer.
     let other = core::net::Ipv4Addr::new(224, 0, 0, 252);
     let d = udp(PEER_IP, other, 5353, 5353, b"mdns");
-    let f = eth([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfc], PEER_MAC, ETH_IPV4, &Ip::new(PEER_IP, other, PROTO_UDP).build(&d));
+    let f = eth(
+        [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfc],
+        PEER_MAC,
+        ETH_IPV4,
+        &Ip::new(PEER_IP, other, PROTO_UDP).build(&d),
+    );
     s.handle_frame(t(2), &f);
     assert_only_drop(&s, DropReason::EthNotForUs);
 }
@@ -136,10 +163,17 @@ fn multicast_mac_collision_is_refused_at_ipv4() {
     let mut cfg = config();
     cfg.multicast = vec![core::net::Ipv4Addr::new(224, 0, 0, 251)];
     let mut s = stack_with(cfg);
-    let _h = s.udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 5353)).unwrap();
+    let _h = s
+        .udp_bind(sock(core::net::Ipv4Addr::UNSPECIFIED, 5353))
+        .unwrap();
     let alias = core::net::Ipv4Addr::new(239, 128, 0, 251);
     let d = udp(PEER_IP, alias, 5353, 5353, b"mdns");
-    let f = eth([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb], PEER_MAC, ETH_IPV4, &Ip::new(PEER_IP, alias, PROTO_UDP).build(&d));
+    let f = eth(
+        [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb],
+        PEER_MAC,
+        ETH_IPV4,
+        &Ip::new(PEER_IP, alias, PROTO_UDP).build(&d),
+    );
     s.handle_frame(t(1), &f);
     assert_only_drop(&s, DropReason::Ipv4NotForUs);
 }

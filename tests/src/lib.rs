@@ -5,6 +5,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod script;
+
 use std::net::Ipv4Addr;
 
 use ringstack_nic::{Impairment, LinkConfig, MemoryLink, MemoryNic};

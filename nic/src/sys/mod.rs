@@ -1,5 +1,17 @@
-//! The only place of this crate where `unsafe` code will be allowed (with
-//! `#![allow(unsafe_code)]` on this module): the AF_PACKET ring mmap, TAP ioctls and
-//! setsockopt calls of the `ring`, `tap` and `pnet` backends to come.
+//! The only place of this crate where `unsafe` code is allowed: the AF_PACKET socket and its
+//! mmap'd rings, interface ioctls, setsockopt/getsockopt, poll and the network-namespace
+//! `unshare` used by the lab.
 //!
-//! Empty for now: the in-memory link and the pcap tap need no unsafe code.
+//! Every `unsafe` block carries a `// SAFETY:` comment. The modules here expose small *safe*
+//! wrappers; the backends (`ring`, `tap`, `pnet`) are written against them in safe code.
+//!
+//! - [`socket`]: an owned `AF_PACKET` socket (open, bind, socket options, statistics, the TX
+//!   "kick"), interface queries (index, MAC, MTU) and `poll`.
+//! - [`ring`]: the shared RX/TX ring mapping, with the block/frame status words accessed
+//!   atomically (Acquire loads, Release stores).
+//! - [`netns`]: moving the calling *thread* into a fresh, empty network namespace.
+#![allow(unsafe_code)]
+
+pub(crate) mod netns;
+pub(crate) mod ring;
+pub(crate) mod socket;

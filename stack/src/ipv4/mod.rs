@@ -247,7 +247,17 @@ impl Interface {
                     first_fragment: true,
                     ..meta
                 };
-                self.ipv4_dispatch(cx, meta, &packet[..ihl], &whole);
+                // ICMP errors must quote the datagram's header, not this fragment's.
+                let mut header = [0u8; 60];
+                let header = &mut header[..ihl];
+                header.copy_from_slice(&packet[..ihl]);
+                header[2..4].copy_from_slice(&((ihl + whole.len()) as u16).to_be_bytes());
+                header[6] &= 0x40; // keep DF; clear MF and the offset
+                header[7] = 0;
+                header[10..12].fill(0);
+                let c = checksum::checksum(header);
+                header[10..12].copy_from_slice(&c.to_be_bytes());
+                self.ipv4_dispatch(cx, meta, header, &whole);
                 self.scratch = whole;
             }
         }

@@ -179,7 +179,10 @@ pub(crate) struct Tcb {
     pub user_timeout: Option<Duration>,
 
     pub stats: Stats,
-    pub created: Instant,
+    /// The deadline this connection is filed under in the layer's timer set.
+    pub timer_key: Option<Instant>,
+    /// Sitting in the layer's transmit queue.
+    pub in_tx_queue: bool,
 }
 
 impl Tcb {
@@ -194,7 +197,11 @@ impl Tcb {
         now: Instant,
     ) -> Tcb {
         let pmtu_mss = cfg.mtu.saturating_sub(40).clamp(64, 65535) as u16;
-        let rcv_wscale = if cfg.window_scaling { wscale_for(cfg.rcv_buf) } else { 0 };
+        let rcv_wscale = if cfg.window_scaling {
+            wscale_for(cfg.rcv_buf)
+        } else {
+            0
+        };
         Tcb {
             handle,
             state: State::Closed,
@@ -259,7 +266,8 @@ impl Tcb {
             keepalive: false,
             user_timeout: None,
             stats: Stats::default(),
-            created: now,
+            timer_key: None,
+            in_tx_queue: false,
         }
     }
 
@@ -279,7 +287,10 @@ impl Tcb {
 
     /// 1 while our SYN is unacknowledged (the send buffer starts after it), else 0.
     pub fn data_offset_base(&self) -> u32 {
-        matches!(self.state, State::Closed | State::SynSent | State::SynReceived) as u32
+        matches!(
+            self.state,
+            State::Closed | State::SynSent | State::SynReceived
+        ) as u32
     }
 
     /// RFC 6675 `pipe`: bytes believed in flight.
@@ -298,7 +309,9 @@ impl Tcb {
             } else {
                 0
             };
-            outstanding.saturating_sub(sacked).saturating_sub(lost_unretransmitted)
+            outstanding
+                .saturating_sub(sacked)
+                .saturating_sub(lost_unretransmitted)
         } else {
             let out = self.snd_nxt.since(self.snd_una);
             if self.sack_enabled {
@@ -307,11 +320,6 @@ impl Tcb {
                 out
             }
         }
-    }
-
-    /// Bytes queued by the application and not yet acknowledged.
-    pub fn send_queue(&self) -> usize {
-        self.snd_buf.len()
     }
 
     // ------------------------------------------------------------------ state helpers
@@ -323,7 +331,11 @@ impl Tcb {
         let after = counted(new);
         if before != after {
             let cur = cx.counters.get(Counter::TcpCurrEstab);
-            let next = if after { cur + 1 } else { cur.saturating_sub(1) };
+            let next = if after {
+                cur + 1
+            } else {
+                cur.saturating_sub(1)
+            };
             cx.counters.set(Counter::TcpCurrEstab, next);
         }
         self.state = new;
@@ -349,8 +361,17 @@ impl Tcb {
 
     /// Queues a RST (with ACK) for this connection, RFC 9293 §3.10.7.4 / abort.
     pub fn send_rst(&mut self, env: &mut Env<'_, '_>) {
-        let ack = if self.state == State::SynSent { None } else { Some(self.rcv_nxt) };
-        if env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: self.snd_nxt, ack }) {
+        let ack = if self.state == State::SynSent {
+            None
+        } else {
+            Some(self.rcv_nxt)
+        };
+        if env.rsts.push(RstSpec {
+            local: self.local,
+            remote: self.remote,
+            seq: self.snd_nxt,
+            ack,
+        }) {
             env.cx.inc(Counter::TcpOutRsts);
         }
     }
@@ -418,10 +439,21 @@ impl Tcb {
         // First, check the ACK bit.
         if h.flags.has(Flags::ACK) && (h.ack <= self.iss || h.ack > self.snd_max) {
             if !h.flags.has(Flags::RST) {
-                let _ = env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: h.ack, ack: None });
+                let _ = env.rsts.push(RstSpec {
+                    local: self.local,
+                    remote: self.remote,
+                    seq: h.ack,
+                    ack: None,
+                });
                 env.cx.inc(Counter::TcpOutRsts);
             }
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, len, || h.summary(len));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpBadAck,
+                len,
+                || h.summary(len),
+            );
             return;
         }
         // Second, check the RST bit.
@@ -478,7 +510,11 @@ impl Tcb {
         let rst = h.flags.has(Flags::RST);
 
         // SYN-RECEIVED: the peer retransmitted its SYN; answer with our SYN-ACK again.
-        if self.state == State::SynReceived && h.flags.has(Flags::SYN) && !h.flags.has(Flags::ACK) && h.seq == self.irs {
+        if self.state == State::SynReceived
+            && h.flags.has(Flags::SYN)
+            && !h.flags.has(Flags::ACK)
+            && h.seq == self.irs
+        {
             self.snd_nxt = self.iss;
             return out;
         }
@@ -486,9 +522,17 @@ impl Tcb {
         // RFC 7323 §5.3 R1: PAWS.
         if self.ts_enabled && !rst {
             if let Some((val, _)) = h.options.timestamps {
-                if (val.wrapping_sub(self.ts_recent) as i32) < 0 && now - self.ts_recent_age < PAWS_IDLE {
+                if (val.wrapping_sub(self.ts_recent) as i32) < 0
+                    && now - self.ts_recent_age < PAWS_IDLE
+                {
                     env.cx.inc(Counter::TcpExtPAWSEstab);
-                    env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpPawsRejected, plen, || h.summary(plen));
+                    env.cx.drop(
+                        Direction::Rx,
+                        Layer::Tcp,
+                        DropReason::TcpPawsRejected,
+                        plen,
+                        || h.summary(plen),
+                    );
                     self.ack_now = true;
                     return out;
                 }
@@ -518,7 +562,13 @@ impl Tcb {
                 // Retransmitted FIN: re-ACK and restart the 2*MSL timer (RFC 9293 §3.10.7.4).
                 self.timers.linger = Some(now + env.cfg.time_wait);
             }
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpOutOfWindow, plen, || h.summary(plen));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpOutOfWindow,
+                plen,
+                || h.summary(plen),
+            );
             return out;
         }
 
@@ -542,7 +592,13 @@ impl Tcb {
                 }
             } else {
                 self.challenge_ack(env);
-                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpRstChallenged, plen, || h.summary(plen));
+                env.cx.drop(
+                    Direction::Rx,
+                    Layer::Tcp,
+                    DropReason::TcpRstChallenged,
+                    plen,
+                    || h.summary(plen),
+                );
             }
             return out;
         }
@@ -560,13 +616,25 @@ impl Tcb {
         // Fourth, check the SYN bit (RFC 5961 §4): challenge ACK, drop.
         if h.flags.has(Flags::SYN) {
             self.challenge_ack(env);
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpSynChallenged, plen, || h.summary(plen));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpSynChallenged,
+                plen,
+                || h.summary(plen),
+            );
             return out;
         }
 
         // Fifth, check the ACK field.
         if !h.flags.has(Flags::ACK) {
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadFlags, plen, || h.summary(plen));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpBadFlags,
+                plen,
+                || h.summary(plen),
+            );
             return out;
         }
         if self.state == State::SynReceived {
@@ -584,26 +652,53 @@ impl Tcb {
                 self.retries = 0;
                 self.rtt.reset_backoff();
                 self.last_progress = now;
-                let next = if self.fin_queued { State::FinWait1 } else { State::Established };
+                let next = if self.fin_queued {
+                    State::FinWait1
+                } else {
+                    State::Established
+                };
                 self.set_state(env.cx, next);
                 out.established = true;
             } else {
-                let _ = env.rsts.push(RstSpec { local: self.local, remote: self.remote, seq: h.ack, ack: None });
+                let _ = env.rsts.push(RstSpec {
+                    local: self.local,
+                    remote: self.remote,
+                    seq: h.ack,
+                    ack: None,
+                });
                 env.cx.inc(Counter::TcpOutRsts);
-                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+                env.cx.drop(
+                    Direction::Rx,
+                    Layer::Tcp,
+                    DropReason::TcpBadAck,
+                    plen,
+                    || h.summary(plen),
+                );
                 return out;
             }
         }
         if h.ack > self.snd_max {
             self.ack_now = true;
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpBadAck,
+                plen,
+                || h.summary(plen),
+            );
             return out;
         }
         // RFC 5961 §5.2: an ACK too far in the past is a blind injection attempt.
         let max_back = self.max_snd_wnd.max(65535);
         if h.ack < self.snd_una - max_back {
             self.challenge_ack(env);
-            env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpBadAck, plen, || h.summary(plen));
+            env.cx.drop(
+                Direction::Rx,
+                Layer::Tcp,
+                DropReason::TcpBadAck,
+                plen,
+                || h.summary(plen),
+            );
             return out;
         }
         self.process_ack(env, seg);
@@ -644,7 +739,11 @@ impl Tcb {
             }
             dseq = self.rcv_nxt;
         }
-        let room = (self.rcv_nxt + wnd).since(dseq).min(self.rcv_buf.free().saturating_sub(dseq.since(self.rcv_nxt) as usize) as u32) as usize;
+        let room = (self.rcv_nxt + wnd).since(dseq).min(
+            self.rcv_buf
+                .free()
+                .saturating_sub(dseq.since(self.rcv_nxt) as usize) as u32,
+        ) as usize;
         if data.len() > room {
             data = &data[..room];
             fin = false;
@@ -660,13 +759,29 @@ impl Tcb {
                 self.rcv_mss = self.rcv_mss.max(data.len() as u32).min(65535);
                 self.stats.data_segs_in += 1;
                 let before = self.rcv_nxt;
-                match self.reasm.receive(&mut self.rcv_buf, &mut self.rcv_nxt, dseq, data) {
+                match self
+                    .reasm
+                    .receive(&mut self.rcv_buf, &mut self.rcv_nxt, dseq, data)
+                {
                     Received::InOrder(n) => {
                         self.stats.bytes_received += n as u64;
                         let copied = data.len();
-                        env.cx.trace(Direction::Rx, Layer::Socket, Verdict::Deliver, copied, copied, || {
-                            format!("{} > {} rcv_nxt {} -> {}", self.remote.port(), self.local.port(), before, self.rcv_nxt)
-                        });
+                        env.cx.trace(
+                            Direction::Rx,
+                            Layer::Socket,
+                            Verdict::Deliver,
+                            copied,
+                            copied,
+                            || {
+                                format!(
+                                    "{} > {} rcv_nxt {} -> {}",
+                                    self.remote.port(),
+                                    self.local.port(),
+                                    before,
+                                    self.rcv_nxt
+                                )
+                            },
+                        );
                         if n as usize > data.len() || !self.reasm.is_empty() {
                             self.ack_now = true; // filled a hole: ACK at once (RFC 5681 §4.2)
                         } else {
@@ -684,14 +799,25 @@ impl Tcb {
                     Received::OutOfOrder => {
                         self.stats.ofo_segs += 1;
                         env.cx.inc(Counter::TcpExtTCPOFOQueue);
-                        env.cx.trace(Direction::Rx, Layer::Socket, Verdict::Queued, data.len(), data.len(), || {
-                            format!("out of order seq {} (rcv_nxt {})", dseq, self.rcv_nxt)
-                        });
+                        env.cx.trace(
+                            Direction::Rx,
+                            Layer::Socket,
+                            Verdict::Queued,
+                            data.len(),
+                            data.len(),
+                            || format!("out of order seq {} (rcv_nxt {})", dseq, self.rcv_nxt),
+                        );
                         self.ack_now = true;
                     }
                     Received::QueueFull => {
                         env.cx.inc(Counter::TcpExtTCPOFODrop);
-                        env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpOfoQueueFull, plen, || h.summary(plen));
+                        env.cx.drop(
+                            Direction::Rx,
+                            Layer::Tcp,
+                            DropReason::TcpOfoQueueFull,
+                            plen,
+                            || h.summary(plen),
+                        );
                         self.ack_now = true;
                         fin = false;
                     }
@@ -703,7 +829,13 @@ impl Tcb {
             // Duplicate data, or data beyond a zero window: tell the peer where we are.
             self.ack_now = true;
             if zero_window_probe && plen > 0 {
-                env.cx.drop(Direction::Rx, Layer::Tcp, DropReason::TcpRcvBufFull, plen, || h.summary(plen));
+                env.cx.drop(
+                    Direction::Rx,
+                    Layer::Tcp,
+                    DropReason::TcpRcvBufFull,
+                    plen,
+                    || h.summary(plen),
+                );
             }
         }
 
@@ -792,7 +924,9 @@ impl Tcb {
         let prior_flight = self.pipe();
         let mut newly_sacked = 0;
         if self.sack_enabled && h.options.sack_count > 0 {
-            newly_sacked = self.scoreboard.update(h.options.sacks(), self.snd_una, self.snd_max);
+            newly_sacked = self
+                .scoreboard
+                .update(h.options.sacks(), self.snd_una, self.snd_max);
         }
         let new_wnd = (h.window as u32) << self.snd_wscale;
         let window_changed = new_wnd != self.snd_wnd;
@@ -833,14 +967,17 @@ impl Tcb {
                     // deflate by the amount acknowledged, add back one SMSS.
                     self.rexmit_next = Some(self.snd_una);
                     let cw = self.cc.cwnd();
-                    self.cc.set_cwnd(cw.saturating_sub(data_acked).saturating_add(mss).max(mss));
+                    self.cc
+                        .set_cwnd(cw.saturating_sub(data_acked).saturating_add(mss).max(mss));
                 } else {
                     // RFC 6675 §5 step (C): the scoreboard drives the next retransmissions.
                     self.dupacks = 0;
                 }
             } else {
                 self.dupacks = 0;
-                if prior_flight.saturating_mul(2) >= self.cc.cwnd() || prior_flight + 2 * mss >= self.cc.cwnd() {
+                if prior_flight.saturating_mul(2) >= self.cc.cwnd()
+                    || prior_flight + 2 * mss >= self.cc.cwnd()
+                {
                     self.cc.on_ack(data_acked, mss, now, self.rtt.srtt());
                 }
             }
@@ -853,13 +990,15 @@ impl Tcb {
             }
         } else if h.ack == self.snd_una
             && self.snd_max > self.snd_una
-            && ((seg.payload.is_empty() && !h.flags.has(Flags::FIN) && !window_changed) || newly_sacked > 0)
+            && ((seg.payload.is_empty() && !h.flags.has(Flags::FIN) && !window_changed)
+                || newly_sacked > 0)
         {
             // RFC 5681 §2 "duplicate acknowledgment" (RFC 6675 §2: or carrying new SACK info).
             self.dupacks += 1;
             self.stats.dup_acks_in += 1;
             if !self.in_recovery {
-                let sack_loss = self.sack_enabled && self.scoreboard.sacked_bytes() >= DUP_THRESH * mss;
+                let sack_loss =
+                    self.sack_enabled && self.scoreboard.sacked_bytes() >= DUP_THRESH * mss;
                 if (self.dupacks >= DUP_THRESH || sack_loss) && self.snd_una >= self.recover {
                     self.enter_recovery(env, mss);
                 }
@@ -872,7 +1011,9 @@ impl Tcb {
 
         // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and
         // SND.WL2 =< SEG.ACK)).
-        if self.snd_wl1 < h.seq || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack) {
+        if h.ack >= self.snd_una
+            && (self.snd_wl1 < h.seq || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack))
+        {
             let opened = new_wnd > self.snd_wnd;
             self.snd_wnd = new_wnd;
             self.snd_wl1 = h.seq;

@@ -47,7 +47,10 @@ impl Secret {
     /// Derives the key from a seed and a domain label (so different uses get independent keys).
     pub fn new(seed: u64, domain: u64) -> Secret {
         let mut s = seed ^ domain.wrapping_mul(0xa076_1d64_78bd_642f);
-        Secret { k0: splitmix(&mut s), k1: splitmix(&mut s) }
+        Secret {
+            k0: splitmix(&mut s),
+            k1: splitmix(&mut s),
+        }
     }
 
     /// SipHash-2-4 of a sequence of 64-bit words.
@@ -106,7 +109,10 @@ mod tests {
         // SipHash-2-4 paper, Appendix A: key 00..0f, message 00..0e (15 bytes) = a129ca6149be45e5.
         // Our word-oriented variant is checked on the 8-byte message 00..07 instead:
         // reference output 0x93f5f5799a932462 (from the reference implementation's vectors).
-        let s = Secret { k0: 0x0706_0504_0302_0100, k1: 0x0f0e_0d0c_0b0a_0908 };
+        let s = Secret {
+            k0: 0x0706_0504_0302_0100,
+            k1: 0x0f0e_0d0c_0b0a_0908,
+        };
         assert_eq!(s.hash(&[0x0706_0504_0302_0100]), 0x93f5_f579_9a93_2462);
         assert_eq!(s.hash(&[]), 0x726f_db47_dd0e_0e31);
     }
@@ -118,8 +124,14 @@ mod tests {
         let s1 = Secret::new(1, 0);
         let s2 = Secret::new(2, 0);
         let t = Instant::from_millis(1000);
-        assert_eq!(initial_sequence_number(&s1, l, r, t), initial_sequence_number(&s1, l, r, t));
-        assert_ne!(initial_sequence_number(&s1, l, r, t), initial_sequence_number(&s2, l, r, t));
+        assert_eq!(
+            initial_sequence_number(&s1, l, r, t),
+            initial_sequence_number(&s1, l, r, t)
+        );
+        assert_ne!(
+            initial_sequence_number(&s1, l, r, t),
+            initial_sequence_number(&s2, l, r, t)
+        );
         let later = initial_sequence_number(&s1, l, r, t + crate::time::Duration::from_micros(400));
         assert_eq!(later.diff(initial_sequence_number(&s1, l, r, t)), 100);
     }

@@ -92,14 +92,18 @@ impl TcpOptions {
                     o.sack_permitted = true;
                 }
                 kind::SACK => {
-                    if (len - 2) % 8 != 0 || len == 2 {
+                    if (len - 2) & 7 != 0 || len == 2 {
                         return Err(OptionsError::WrongLengthForKind);
                     }
                     for chunk in body.chunks_exact(8) {
                         if (o.sack_count as usize) < MAX_SACK_BLOCKS {
                             o.sack_blocks[o.sack_count as usize] = SackBlock {
-                                left: SeqNum(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])),
-                                right: SeqNum(u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]])),
+                                left: SeqNum(u32::from_be_bytes([
+                                    chunk[0], chunk[1], chunk[2], chunk[3],
+                                ])),
+                                right: SeqNum(u32::from_be_bytes([
+                                    chunk[4], chunk[5], chunk[6], chunk[7],
+                                ])),
                             };
                             o.sack_count += 1;
                         }
@@ -231,7 +235,10 @@ mod tests {
             ..Default::default()
         };
         for (i, b) in o.sack_blocks.iter_mut().take(3).enumerate() {
-            *b = SackBlock { left: SeqNum(100 * i as u32), right: SeqNum(100 * i as u32 + 50) };
+            *b = SackBlock {
+                left: SeqNum(100 * i as u32),
+                right: SeqNum(100 * i as u32 + 50),
+            };
         }
         let n = o.emit(&mut buf);
         assert_eq!(n, 40);
@@ -242,7 +249,13 @@ mod tests {
     fn parses_sack_blocks_bytes() {
         let bytes = [1, 1, 5, 10, 0, 0, 0, 10, 0, 0, 0, 20];
         let o = TcpOptions::parse(&bytes).unwrap();
-        assert_eq!(o.sacks(), &[SackBlock { left: SeqNum(10), right: SeqNum(20) }]);
+        assert_eq!(
+            o.sacks(),
+            &[SackBlock {
+                left: SeqNum(10),
+                right: SeqNum(20)
+            }]
+        );
     }
 
     #[test]
@@ -259,12 +272,30 @@ mod tests {
         assert_eq!(TcpOptions::parse(&[2, 0]), Err(OptionsError::BadLength));
         assert_eq!(TcpOptions::parse(&[2, 1]), Err(OptionsError::BadLength));
         assert_eq!(TcpOptions::parse(&[2, 4, 5]), Err(OptionsError::BadLength));
-        assert_eq!(TcpOptions::parse(&[2, 3, 5]), Err(OptionsError::WrongLengthForKind));
-        assert_eq!(TcpOptions::parse(&[3, 4, 5, 0]), Err(OptionsError::WrongLengthForKind));
-        assert_eq!(TcpOptions::parse(&[4, 3, 0]), Err(OptionsError::WrongLengthForKind));
-        assert_eq!(TcpOptions::parse(&[5, 2]), Err(OptionsError::WrongLengthForKind));
-        assert_eq!(TcpOptions::parse(&[5, 6, 0, 0, 0, 0]), Err(OptionsError::WrongLengthForKind));
-        assert_eq!(TcpOptions::parse(&[8, 8, 0, 0, 0, 0, 0, 0]), Err(OptionsError::WrongLengthForKind));
+        assert_eq!(
+            TcpOptions::parse(&[2, 3, 5]),
+            Err(OptionsError::WrongLengthForKind)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[3, 4, 5, 0]),
+            Err(OptionsError::WrongLengthForKind)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[4, 3, 0]),
+            Err(OptionsError::WrongLengthForKind)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[5, 2]),
+            Err(OptionsError::WrongLengthForKind)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[5, 6, 0, 0, 0, 0]),
+            Err(OptionsError::WrongLengthForKind)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[8, 8, 0, 0, 0, 0, 0, 0]),
+            Err(OptionsError::WrongLengthForKind)
+        );
     }
 
     proptest! {

@@ -23,7 +23,10 @@ pub struct PortAllocator {
 impl PortAllocator {
     /// An allocator keyed by `seed`.
     pub fn new(seed: u64) -> PortAllocator {
-        PortAllocator { secret: Secret::new(seed, 0x706f_7274), next_ephemeral: 0 }
+        PortAllocator {
+            secret: Secret::new(seed, 0x706f_7274),
+            next_ephemeral: 0,
+        }
     }
 
     /// Picks a port for a connection from `local_ip` to `remote`; `in_use(port)` says whether a
@@ -35,8 +38,10 @@ impl PortAllocator {
         mut in_use: impl FnMut(u16) -> bool,
     ) -> Option<u16> {
         let range = (EPHEMERAL_MAX - EPHEMERAL_MIN) as u32 + 1;
-        let offset =
-            self.secret.hash_tuple(SocketAddrV4::new(*local.ip(), 0), remote, 0) as u32 % range;
+        let offset = self
+            .secret
+            .hash_tuple(SocketAddrV4::new(*local.ip(), 0), remote, 0) as u32
+            % range;
         for _ in 0..range {
             let port = EPHEMERAL_MIN + ((offset.wrapping_add(self.next_ephemeral)) % range) as u16;
             self.next_ephemeral = self.next_ephemeral.wrapping_add(1);

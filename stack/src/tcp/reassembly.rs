@@ -31,7 +31,11 @@ impl RangeSet {
             return Ok((start, start));
         }
         // First range whose end reaches start (could merge), by linear scan (bounded small).
-        let i = self.ranges.iter().position(|&(_, e)| e >= start).unwrap_or(self.ranges.len());
+        let i = self
+            .ranges
+            .iter()
+            .position(|&(_, e)| e >= start)
+            .unwrap_or(self.ranges.len());
         let mut j = i;
         let (mut s, mut e) = (start, end);
         while j < self.ranges.len() && self.ranges[j].0 <= e {
@@ -102,7 +106,10 @@ impl RangeSet {
 
     /// The range containing `seq`, if any.
     pub fn containing(&self, seq: SeqNum) -> Option<(SeqNum, SeqNum)> {
-        self.ranges.iter().copied().find(|&(s, e)| seq.in_range(s, e))
+        self.ranges
+            .iter()
+            .copied()
+            .find(|&(s, e)| seq.in_range(s, e))
     }
 
     /// Removes everything.
@@ -207,7 +214,10 @@ impl Reassembly {
             if Some((*s, *e)) == recent {
                 continue;
             }
-            out[n] = SackBlock { left: *s, right: *e };
+            out[n] = SackBlock {
+                left: *s,
+                right: *e,
+            };
             n += 1;
         }
         n
@@ -231,11 +241,17 @@ mod tests {
         r.insert(SeqNum(10), SeqNum(20)).unwrap();
         r.insert(SeqNum(30), SeqNum(40)).unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r.insert(SeqNum(20), SeqNum(30)).unwrap(), (SeqNum(10), SeqNum(40)));
+        assert_eq!(
+            r.insert(SeqNum(20), SeqNum(30)).unwrap(),
+            (SeqNum(10), SeqNum(40))
+        );
         assert_eq!(r.len(), 1);
         r.insert(SeqNum(5), SeqNum(8)).unwrap();
         r.insert(SeqNum(50), SeqNum(60)).unwrap();
-        assert_eq!(r.insert(SeqNum(0), SeqNum(100)).unwrap(), (SeqNum(0), SeqNum(100)));
+        assert_eq!(
+            r.insert(SeqNum(0), SeqNum(100)).unwrap(),
+            (SeqNum(0), SeqNum(100))
+        );
         assert_eq!(r.len(), 1);
         r.remove_below(SeqNum(50));
         assert_eq!(r.first(), Some((SeqNum(50), SeqNum(100))));
@@ -259,15 +275,45 @@ mod tests {
         let mut q = Reassembly::default();
         let mut b = RecvBuffer::new(1000);
         let mut nxt = SeqNum(0);
-        assert_eq!(q.receive(&mut b, &mut nxt, SeqNum(100), &[1; 10]), Received::OutOfOrder);
-        assert_eq!(q.receive(&mut b, &mut nxt, SeqNum(300), &[1; 10]), Received::OutOfOrder);
-        assert_eq!(q.receive(&mut b, &mut nxt, SeqNum(200), &[1; 10]), Received::OutOfOrder);
+        assert_eq!(
+            q.receive(&mut b, &mut nxt, SeqNum(100), &[1; 10]),
+            Received::OutOfOrder
+        );
+        assert_eq!(
+            q.receive(&mut b, &mut nxt, SeqNum(300), &[1; 10]),
+            Received::OutOfOrder
+        );
+        assert_eq!(
+            q.receive(&mut b, &mut nxt, SeqNum(200), &[1; 10]),
+            Received::OutOfOrder
+        );
         let mut out = [SackBlock::default(); 4];
         assert_eq!(q.sack_blocks(&mut out, 3), 3);
-        assert_eq!(out[0], SackBlock { left: SeqNum(200), right: SeqNum(210) });
-        assert_eq!(out[1], SackBlock { left: SeqNum(300), right: SeqNum(310) });
-        assert_eq!(out[2], SackBlock { left: SeqNum(100), right: SeqNum(110) });
-        assert_eq!(q.receive(&mut b, &mut nxt, SeqNum(0), &[1; 100]), Received::InOrder(110));
+        assert_eq!(
+            out[0],
+            SackBlock {
+                left: SeqNum(200),
+                right: SeqNum(210)
+            }
+        );
+        assert_eq!(
+            out[1],
+            SackBlock {
+                left: SeqNum(300),
+                right: SeqNum(310)
+            }
+        );
+        assert_eq!(
+            out[2],
+            SackBlock {
+                left: SeqNum(100),
+                right: SeqNum(110)
+            }
+        );
+        assert_eq!(
+            q.receive(&mut b, &mut nxt, SeqNum(0), &[1; 100]),
+            Received::InOrder(110)
+        );
         assert_eq!(nxt, SeqNum(110));
         assert_eq!(q.sack_blocks(&mut out, 3), 2);
     }

@@ -15,7 +15,12 @@ pub struct RecvBuffer {
 impl RecvBuffer {
     /// A buffer that will hold at most `cap` bytes (allocated lazily).
     pub fn new(cap: usize) -> RecvBuffer {
-        RecvBuffer { buf: Vec::new(), cap, head: 0, len: 0 }
+        RecvBuffer {
+            buf: Vec::new(),
+            cap,
+            head: 0,
+            len: 0,
+        }
     }
 
     /// Readable bytes.

@@ -31,9 +31,19 @@ impl RstSpec {
     /// SEG.LEN><CTL=RST,ACK>; if the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
     pub fn reply_to(local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment<'_>) -> RstSpec {
         if seg.hdr.flags.has(Flags::ACK) {
-            RstSpec { local, remote, seq: seg.hdr.ack, ack: None }
+            RstSpec {
+                local,
+                remote,
+                seq: seg.hdr.ack,
+                ack: None,
+            }
         } else {
-            RstSpec { local, remote, seq: SeqNum(0), ack: Some(seg.hdr.seq + seg.seg_len()) }
+            RstSpec {
+                local,
+                remote,
+                seq: SeqNum(0),
+                ack: Some(seg.hdr.seq + seg.seg_len()),
+            }
         }
     }
 
@@ -85,7 +95,11 @@ pub struct ChallengeLimiter {
 impl ChallengeLimiter {
     /// A limiter allowing `limit` challenge ACKs per second.
     pub fn new(limit: u32) -> ChallengeLimiter {
-        ChallengeLimiter { limit, window_start: Instant::ZERO, sent: 0 }
+        ChallengeLimiter {
+            limit,
+            window_start: Instant::ZERO,
+            sent: 0,
+        }
     }
 
     /// Whether one more challenge ACK may be sent now (and counts it).
@@ -114,7 +128,11 @@ mod tests {
         let l = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
         let r = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 4000);
         let syn = Segment {
-            hdr: SegmentHeader { seq: SeqNum(100), flags: Flags::SYN, ..Default::default() },
+            hdr: SegmentHeader {
+                seq: SeqNum(100),
+                flags: Flags::SYN,
+                ..Default::default()
+            },
             payload: b"",
         };
         let rst = RstSpec::reply_to(l, r, &syn);
@@ -122,11 +140,19 @@ mod tests {
         assert_eq!(rst.ack, Some(SeqNum(101)));
         assert_eq!(rst.flags(), Flags::RST | Flags::ACK);
         let ack = Segment {
-            hdr: SegmentHeader { seq: SeqNum(100), ack: SeqNum(555), flags: Flags::ACK, ..Default::default() },
+            hdr: SegmentHeader {
+                seq: SeqNum(100),
+                ack: SeqNum(555),
+                flags: Flags::ACK,
+                ..Default::default()
+            },
             payload: b"abc",
         };
         let rst = RstSpec::reply_to(l, r, &ack);
-        assert_eq!((rst.seq, rst.ack, rst.flags()), (SeqNum(555), None, Flags::RST));
+        assert_eq!(
+            (rst.seq, rst.ack, rst.flags()),
+            (SeqNum(555), None, Flags::RST)
+        );
     }
 
     #[test]

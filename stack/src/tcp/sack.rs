@@ -121,7 +121,10 @@ mod tests {
     use super::*;
 
     fn blk(l: u32, r: u32) -> SackBlock {
-        SackBlock { left: SeqNum(l), right: SeqNum(r) }
+        SackBlock {
+            left: SeqNum(l),
+            right: SeqNum(r),
+        }
     }
 
     #[test]
@@ -130,12 +133,25 @@ mod tests {
         let una = SeqNum(1000);
         let max = SeqNum(10_000);
         assert_eq!(sb.update(&[blk(2000, 3000)], una, max), 1000);
-        assert_eq!(sb.update(&[blk(2000, 3000), blk(4000, 6000)], una, max), 2000);
-        assert_eq!(sb.update(&[blk(500, 900), blk(9000, 11_000)], una, max), 0, "invalid blocks ignored");
+        assert_eq!(
+            sb.update(&[blk(2000, 3000), blk(4000, 6000)], una, max),
+            2000
+        );
+        assert_eq!(
+            sb.update(&[blk(500, 900), blk(9000, 11_000)], una, max),
+            0,
+            "invalid blocks ignored"
+        );
         assert_eq!(sb.high(), Some(SeqNum(6000)));
         assert_eq!(sb.sacked_between(SeqNum(2500), SeqNum(5000)), 1500);
-        assert_eq!(sb.next_hole(una, SeqNum(6000), 500), Some((SeqNum(1000), 500)));
-        assert_eq!(sb.next_hole(SeqNum(2000), SeqNum(6000), 5000), Some((SeqNum(3000), 1000)));
+        assert_eq!(
+            sb.next_hole(una, SeqNum(6000), 500),
+            Some((SeqNum(1000), 500))
+        );
+        assert_eq!(
+            sb.next_hole(SeqNum(2000), SeqNum(6000), 5000),
+            Some((SeqNum(3000), 1000))
+        );
         assert_eq!(sb.next_hole(SeqNum(5000), SeqNum(6000), 5000), None);
         // 2000 bytes sacked above 4000, 3000 above 2000: with mss 1000 the boundary is 2000.
         assert_eq!(sb.lost_boundary(1000), Some(SeqNum(2000)));

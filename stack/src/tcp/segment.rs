@@ -163,7 +163,8 @@ impl<'a> Segment<'a> {
             return Err(ParseError::BadFlags);
         }
         let be16 = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
-        let be32 = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let be32 =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         Ok(Segment {
             hdr: SegmentHeader {
                 src_port: be16(0),
@@ -329,18 +330,34 @@ mod tests {
     #[test]
     fn rejects_each_invalid_case() {
         let b = syn_fixture();
-        assert_eq!(Segment::parse(SRC, DST, &b[..19]).unwrap_err(), ParseError::Truncated);
+        assert_eq!(
+            Segment::parse(SRC, DST, &b[..19]).unwrap_err(),
+            ParseError::Truncated
+        );
         let mut t = b.clone();
         t[12] = 0x40; // doff 4
         fill_checksum(SRC, DST, &mut t);
-        assert_eq!(Segment::parse(SRC, DST, &t).unwrap_err(), ParseError::BadHeaderLength);
+        assert_eq!(
+            Segment::parse(SRC, DST, &t).unwrap_err(),
+            ParseError::BadHeaderLength
+        );
         let mut t = b.clone();
         t[12] = 0xf0; // doff 15 > 40 bytes
-        assert_eq!(Segment::parse(SRC, DST, &t).unwrap_err(), ParseError::BadHeaderLength);
+        assert_eq!(
+            Segment::parse(SRC, DST, &t).unwrap_err(),
+            ParseError::BadHeaderLength
+        );
         let mut t = b.clone();
         t[30] ^= 1;
-        assert_eq!(Segment::parse(SRC, DST, &t).unwrap_err(), ParseError::BadChecksum);
-        assert_eq!(Segment::parse(DST, SRC, &b).map(|_| ()), Ok(()), "pseudo-header is symmetric");
+        assert_eq!(
+            Segment::parse(SRC, DST, &t).unwrap_err(),
+            ParseError::BadChecksum
+        );
+        assert_eq!(
+            Segment::parse(DST, SRC, &b).map(|_| ()),
+            Ok(()),
+            "pseudo-header is symmetric"
+        );
         assert_eq!(
             Segment::parse(Ipv4Addr::new(1, 2, 3, 4), DST, &b).unwrap_err(),
             ParseError::BadChecksum
@@ -356,7 +373,10 @@ mod tests {
             let mut t = b.clone();
             t[13] = flags;
             fill_checksum(SRC, DST, &mut t);
-            assert_eq!(Segment::parse(SRC, DST, &t).unwrap_err(), ParseError::BadFlags);
+            assert_eq!(
+                Segment::parse(SRC, DST, &t).unwrap_err(),
+                ParseError::BadFlags
+            );
         }
     }
 

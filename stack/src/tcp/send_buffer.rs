@@ -14,7 +14,12 @@ pub struct SendBuffer {
 impl SendBuffer {
     /// A buffer that will hold at most `cap` bytes (allocated lazily).
     pub fn new(cap: usize) -> SendBuffer {
-        SendBuffer { buf: Vec::new(), cap, head: 0, len: 0 }
+        SendBuffer {
+            buf: Vec::new(),
+            cap,
+            head: 0,
+            len: 0,
+        }
     }
 
     /// Bytes held (sent-unacknowledged plus unsent).

@@ -32,7 +32,10 @@ pub enum State {
 impl State {
     /// Whether the handshake has completed (RFC 9293 "synchronized states").
     pub fn is_synchronized(self) -> bool {
-        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
     }
 
     /// Whether we may still receive data from the peer.
@@ -42,7 +45,10 @@ impl State {
 
     /// Whether the application may still queue data to send.
     pub fn can_send(self) -> bool {
-        matches!(self, State::SynSent | State::SynReceived | State::Established | State::CloseWait)
+        matches!(
+            self,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        )
     }
 
     /// The name `ss` prints (`ESTAB`, `SYN-SENT`...).

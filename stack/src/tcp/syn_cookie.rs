@@ -20,7 +20,13 @@ fn period(now: Instant) -> u32 {
     (now.total_micros().max(0) as u64 / 64_000_000) as u32
 }
 
-fn mac(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4, t: u32, peer_isn: SeqNum) -> u32 {
+fn mac(
+    secret: &Secret,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    t: u32,
+    peer_isn: SeqNum,
+) -> u32 {
     (secret.hash_tuple(local, remote, (t as u64) << 32 | peer_isn.0 as u64) as u32) & 0x00ff_ffff
 }
 
@@ -79,8 +85,28 @@ mod tests {
         let (isn, mss) = make(&s, l, r, SeqNum(5000), 1460, now);
         assert_eq!(mss, 1460);
         assert_eq!(check(&s, l, r, SeqNum(5001), isn + 1, now), Some(1460));
-        assert_eq!(check(&s, l, r, SeqNum(5001), isn + 1, now + Duration::from_secs(64)), Some(1460));
-        assert_eq!(check(&s, l, r, SeqNum(5001), isn + 1, now + Duration::from_secs(200)), None);
+        assert_eq!(
+            check(
+                &s,
+                l,
+                r,
+                SeqNum(5001),
+                isn + 1,
+                now + Duration::from_secs(64)
+            ),
+            Some(1460)
+        );
+        assert_eq!(
+            check(
+                &s,
+                l,
+                r,
+                SeqNum(5001),
+                isn + 1,
+                now + Duration::from_secs(200)
+            ),
+            None
+        );
         assert_eq!(check(&s, l, r, SeqNum(5002), isn + 1, now), None);
         assert_eq!(check(&s, l, r, SeqNum(5001), isn + 2, now), None);
         let (_, small) = make(&s, l, r, SeqNum(1), 1000, now);

@@ -3,6 +3,11 @@
 //! Each timer is an optional deadline; the connection's next wake-up is the earliest of them.
 //! What happens when each one fires is in `connection.rs` (`Tcb::on_timer`).
 
+use super::congestion::CongestionControl;
+use super::connection::{Env, Tcb};
+use super::state::State;
+use super::TcpError;
+use crate::counters::Counter;
 use crate::time::Instant;
 
 /// Which timer fired.
@@ -38,10 +43,16 @@ pub struct Timers {
 impl Timers {
     /// The earliest deadline.
     pub fn next(&self) -> Option<Instant> {
-        [self.retransmit, self.persist, self.delayed_ack, self.keepalive, self.linger]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.retransmit,
+            self.persist,
+            self.delayed_ack,
+            self.keepalive,
+            self.linger,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The first timer that has expired at `now`, clearing it. Call repeatedly until `None`.
@@ -65,6 +76,140 @@ impl Timers {
     /// Stops every timer.
     pub fn clear(&mut self) {
         *self = Timers::default();
+    }
+}
+
+impl Tcb {
+    /// Runs every expired timer of this connection.
+    pub(crate) fn on_timers(&mut self, env: &mut Env<'_, '_>) {
+        while let Some(kind) = self.timers.take_expired(env.now()) {
+            if self.state == State::Closed {
+                self.timers.clear();
+                return;
+            }
+            self.on_timer(env, kind);
+        }
+    }
+
+    fn on_timer(&mut self, env: &mut Env<'_, '_>, kind: TimerKind) {
+        let now = env.now();
+        match kind {
+            TimerKind::Linger => {
+                if self.state == State::TimeWait {
+                    env.cx.inc(Counter::TcpExtTW);
+                }
+                self.set_state(env.cx, State::Closed);
+            }
+            TimerKind::Retransmit => self.on_rto(env),
+            TimerKind::Persist => {
+                if self.snd_wnd == 0 {
+                    self.probe_now = true;
+                    env.cx.inc(Counter::TcpExtTCPZeroWindowProbes);
+                } else {
+                    self.force_send = true;
+                }
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
+                if let Some(u) = self.user_timeout {
+                    if now - self.last_progress >= u {
+                        env.cx.inc(Counter::TcpExtTCPAbortOnTimeout);
+                        self.fail(env.cx, TcpError::TimedOut);
+                    }
+                }
+            }
+            TimerKind::DelayedAck => {
+                self.ack_now = true;
+                env.cx.inc(Counter::TcpExtTCPDelayedACKs);
+            }
+            TimerKind::Keepalive => {
+                if !self.keepalive
+                    || !matches!(
+                        self.state,
+                        State::Established | State::CloseWait | State::FinWait2
+                    )
+                {
+                    return;
+                }
+                if self.keepalive_probes >= env.cfg.keepalive_probes {
+                    env.cx.inc(Counter::TcpExtTCPAbortOnTimeout);
+                    self.fail(env.cx, TcpError::TimedOut);
+                    return;
+                }
+                if self.snd_max == self.snd_una {
+                    self.probe_now = true;
+                    self.keepalive_probes += 1;
+                    env.cx.inc(Counter::TcpExtTCPKeepAlive);
+                }
+                self.timers.keepalive = Some(now + env.cfg.keepalive_interval);
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4-5.7 and RFC 5681 §3.1: the retransmission timer expired.
+    fn on_rto(&mut self, env: &mut Env<'_, '_>) {
+        let now = env.now();
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                self.retries += 1;
+                let limit = if self.state == State::SynSent {
+                    env.cfg.syn_retries
+                } else {
+                    env.cfg.synack_retries
+                };
+                if self.retries > limit {
+                    if self.passive {
+                        self.set_state(env.cx, State::Closed);
+                    } else {
+                        env.cx.inc(Counter::TcpAttemptFails);
+                        self.fail(env.cx, TcpError::TimedOut);
+                    }
+                    return;
+                }
+                env.cx.inc(Counter::TcpExtTCPTimeouts);
+                self.stats.timeouts += 1;
+                self.rtt.back_off();
+                self.rtt_timing = None;
+                self.snd_nxt = self.iss;
+                self.timers.retransmit = Some(now + self.rtt.rto());
+            }
+            State::Closed | State::Listen | State::TimeWait => {}
+            _ => {
+                if self.snd_max == self.snd_una {
+                    return;
+                }
+                self.retries += 1;
+                let user_expired = self
+                    .user_timeout
+                    .is_some_and(|u| now - self.last_progress >= u);
+                if self.retries > env.cfg.max_retries || user_expired {
+                    env.cx.inc(Counter::TcpExtTCPAbortOnTimeout);
+                    self.fail(env.cx, TcpError::TimedOut);
+                    return;
+                }
+                env.cx.inc(Counter::TcpExtTCPTimeouts);
+                self.stats.timeouts += 1;
+                let mss = self.smss();
+                if self.rtt.backoff() == 0 {
+                    // RFC 5681 §3.1 equation (4), then cwnd = LW = 1 SMSS.
+                    self.cc.on_rto(self.snd_max.since(self.snd_una), mss);
+                } else {
+                    // Repeated timeout of the same data: ssthresh is held constant.
+                    self.cc.set_cwnd(mss);
+                }
+                self.rtt.back_off();
+                if self.rtt.backoff() >= 2 {
+                    // The receiver may have reneged (RFC 2018 §8): stop trusting old SACKs.
+                    self.scoreboard.clear();
+                }
+                self.in_recovery = false;
+                self.dupacks = 0;
+                self.rexmit_next = None;
+                self.recover = self.snd_max;
+                self.rexmit_high = self.snd_una;
+                self.rtt_timing = None;
+                self.snd_nxt = self.snd_una; // go back N, from SND.UNA (RFC 6298 §5.4)
+                self.timers.retransmit = Some(now + self.rtt.rto());
+            }
+        }
     }
 }
 

@@ -90,12 +90,7 @@ pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) ->
 
 /// An ARP request from the peer asking for `tpa`, as a broadcast frame.
 pub fn arp_request_frame(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    eth(
-        BROADCAST_MAC,
-        sha,
-        ETH_ARP,
-        &arp(1, sha, spa, [0; 6], tpa),
-    )
+    eth(BROADCAST_MAC, sha, ETH_ARP, &arp(1, sha, spa, [0; 6], tpa))
 }
 
 /// An IPv4 header's fields; `build` writes them with a correct checksum.
@@ -138,8 +133,9 @@ impl Ip {
         h[0] = 0x40 | (ihl / 4) as u8;
         h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         h[4..6].copy_from_slice(&self.ident.to_be_bytes());
-        let flags =
-            ((self.dont_frag as u16) << 14) | ((self.more_frags as u16) << 13) | (self.frag_offset / 8) as u16;
+        let flags = ((self.dont_frag as u16) << 14)
+            | ((self.more_frags as u16) << 13)
+            | (self.frag_offset / 8) as u16;
         h[6..8].copy_from_slice(&flags.to_be_bytes());
         h[8] = self.ttl;
         h[9] = self.protocol;
@@ -217,7 +213,11 @@ pub fn icmp_frame(msg: &[u8]) -> Vec<u8> {
 /// Deterministic pseudo-random bytes (a payload that is not all zeros).
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32 * 7 + (i as u32 >> 8)) as u8)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(31)
+                .wrapping_add(seed as u32 * 7 + (i as u32 >> 8)) as u8
+        })
         .collect()
 }
 
@@ -286,14 +286,23 @@ pub fn assert_only_drop(stack: &Stack, reason: DropReason) {
 #[track_caller]
 pub fn assert_no_drops(stack: &Stack) {
     let all: Vec<_> = stack.counters().iter_drops().collect();
-    assert_eq!(stack.counters().total_drops(), 0, "unexpected drops: {all:?}");
+    assert_eq!(
+        stack.counters().total_drops(),
+        0,
+        "unexpected drops: {all:?}"
+    );
 }
 
 /// Asserts the stack has nothing to send.
 #[track_caller]
 pub fn assert_silent(stack: &mut Stack, now: Instant) {
     let out = drain(stack, now);
-    assert!(out.is_empty(), "expected no frame, got {} frame(s): {:02x?}", out.len(), out);
+    assert!(
+        out.is_empty(),
+        "expected no frame, got {} frame(s): {:02x?}",
+        out.len(),
+        out
+    );
 }
 
 /// Splits an emitted IPv4 frame into (IP header, IP payload), checking the Ethernet header
@@ -357,6 +366,11 @@ impl XorShift {
     /// True with probability `per_mille`/1000.
     pub fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
+    }
+    /// Up to `max - 1` random bytes.
+    pub fn some_bytes(&mut self, max: u64) -> Vec<u8> {
+        let n = self.below(max) as usize;
+        self.bytes(n)
     }
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next_u64() as u8).collect()

@@ -44,7 +44,11 @@ impl Cubic {
     fn reduce(&mut self, mss: u32) {
         let cwnd_seg = self.cwnd as f64 / mss as f64;
         // §4.7 fast convergence.
-        self.w_max = if cwnd_seg < self.w_max { cwnd_seg * (1.0 + BETA) / 2.0 } else { cwnd_seg };
+        self.w_max = if cwnd_seg < self.w_max {
+            cwnd_seg * (1.0 + BETA) / 2.0
+        } else {
+            cwnd_seg
+        };
         self.ssthresh = ((self.cwnd as f64 * BETA) as u32).max(2 * mss);
         self.epoch_start = None;
         self.carry = 0.0;
@@ -76,7 +80,11 @@ impl CongestionControl for Cubic {
             None => {
                 // §4.2: a new epoch; K = cbrt((W_max - cwnd) / C) when below W_max.
                 self.epoch_start = Some(now);
-                self.k = if self.w_max > cwnd_seg { ((self.w_max - cwnd_seg) / C).cbrt() } else { 0.0 };
+                self.k = if self.w_max > cwnd_seg {
+                    ((self.w_max - cwnd_seg) / C).cbrt()
+                } else {
+                    0.0
+                };
                 if self.w_max < cwnd_seg {
                     self.w_max = cwnd_seg;
                 }

@@ -17,7 +17,11 @@ pub struct NewReno {
 impl NewReno {
     /// Initial window `iw` bytes; ssthresh starts "arbitrarily high" (RFC 5681 §3.1).
     pub fn new(iw: u32) -> NewReno {
-        NewReno { cwnd: iw, ssthresh: u32::MAX, bytes_acked: 0 }
+        NewReno {
+            cwnd: iw,
+            ssthresh: u32::MAX,
+            bytes_acked: 0,
+        }
     }
 }
 
@@ -90,7 +94,11 @@ mod tests {
         for _ in 0..6 {
             r.on_ack(mss, mss, now, None);
         }
-        assert_eq!(r.cwnd(), 7 * mss, "one MSS per window in congestion avoidance");
+        assert_eq!(
+            r.cwnd(),
+            7 * mss,
+            "one MSS per window in congestion avoidance"
+        );
         r.on_rto(7 * mss, mss);
         assert_eq!(r.cwnd(), mss);
         assert_eq!(r.ssthresh(), 3500);

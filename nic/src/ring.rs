@@ -1,0 +1,845 @@
+//! The AF_PACKET TPACKET_V3 mmap-ring backend: [`RingNic`].
+//!
+//! One `AF_PACKET`/`SOCK_RAW` socket bound to an interface, with an RX ring of
+//! [`RingConfig::block_count`] blocks of [`RingConfig::block_size`] bytes and a TX ring of
+//! fixed [`RingConfig::frame_size`]-byte frames, both mapped into this process (the "DMA
+//! ring" of the design). All unsafe code (socket options, the mapping, the status words) lives
+//! in `crate::sys`; this file is safe code over it.
+//!
+//! # Receive (zero copy)
+//!
+//! The kernel fills an RX block with variable-size frames and hands the whole block over
+//! (`TP_STATUS_USER`) when it is full or after [`RingConfig::retire_timeout`].
+//! [`Nic::receive`] walks the user-owned blocks in ring order and lends each frame to the sink
+//! as a slice *of the mapping*. A block goes back to the kernel only once all of its frames
+//! were handed out; a cursor keeps the position inside a block across calls, so `budget` is
+//! honoured exactly. Frames are therefore seen up to `retire_timeout` late on a quiet link.
+//!
+//! Frames this host transmits on the interface are not received: the socket sets
+//! `PACKET_IGNORE_OUTGOING` (Linux ≥ 4.20), and as a second guard any frame whose
+//! `sockaddr_ll.sll_pkttype` (stored after each `tpacket3_hdr`) is `PACKET_OUTGOING` is
+//! skipped. Frames truncated by the ring (`tp_snaplen < tp_len`: larger than a block can hold)
+//! are skipped and counted in [`RingStats::truncated`] and `rx_dropped`.
+//!
+//! # Transmit (one kick per batch)
+//!
+//! [`Nic::transmit`] lends the data area of the next free TX frame; the frame is marked
+//! `TP_STATUS_SEND_REQUEST` and [`Nic::flush`] makes one `send(fd, NULL, 0, MSG_DONTWAIT)`
+//! "kick" for all frames queued since the last one (non-blocking: a driver loop never sleeps
+//! in the kernel). When the next frame is still owned by the kernel, `transmit` kicks once and
+//! looks again; if it is still busy the frame is refused with an `io::ErrorKind::WouldBlock`
+//! error and counted in `tx_dropped` (retry after a `flush`).
+//!
+//! # Offloads (a deliberate choice)
+//!
+//! On a veth pair the kernel side may hand AF_PACKET GSO super-frames (bigger than the MTU)
+//! with partial checksums. ringstack does not parse `PACKET_VNET_HDR` yet: the lab turns the
+//! offloads off on the kernel-side veth instead (`ethtool -K veth0 tso off gso off gro off tx
+//! off`), see [`disable_offloads`]. Frames longer than the ring can hold are counted as
+//! truncated, never handed out half.
+//!
+//! # Statistics
+//!
+//! The kernel's `PACKET_STATISTICS` (read-and-reset) are accumulated on every
+//! [`Nic::stats`]/[`RingNic::ring_stats`] call: `tp_drops` (frames lost because the RX ring was
+//! full) feed [`NicStats::rx_dropped`].
+//!
+//! # Privileges
+//!
+//! Opening needs CAP_NET_RAW (the error says so); the interface is looked up in the calling
+//! thread's network namespace.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use smoltcp::time::Instant;
+
+use crate::sys::ring::{RingLayout, RingMap, BLOCK_STATUS_OFFSET, TX_DATA_OFFSET};
+use crate::sys::socket::{interface_facts, poll_fd, PacketSocket, RingRequest};
+use crate::{Nic, NicError, NicInfo, NicStats, ETHERNET_HEADER_LEN};
+
+/// Configuration of a [`RingNic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes per RX block (default 1 MiB). A multiple of the page size and of `frame_size`.
+    pub block_size: usize,
+    /// RX blocks (default 8).
+    pub block_count: usize,
+    /// Bytes per TX frame slot, header included (default 2048; the frame data may use
+    /// `frame_size - 48` bytes). A multiple of 16. Also the nominal RX frame size the kernel
+    /// checks the request against (V3 packs RX frames by their real size).
+    pub frame_size: usize,
+    /// TX blocks of `block_size` bytes (default 1: 512 frames of 2048 bytes).
+    pub tx_block_count: usize,
+    /// How long the kernel waits before handing over a partly filled RX block (default 1 ms;
+    /// whole milliseconds, at least 1).
+    pub retire_timeout: Duration,
+    /// Set `PACKET_QDISC_BYPASS`: transmit straight to the driver, skipping the qdisc (and so
+    /// its queueing, shaping and `tc` visibility). Default false.
+    pub qdisc_bypass: bool,
+    /// Receive frames not addressed to the interface's MAC (`PACKET_MR_PROMISC`). Default false.
+    pub promiscuous: bool,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            block_size: 1 << 20,
+            block_count: 8,
+            frame_size: 2048,
+            tx_block_count: 1,
+            retire_timeout: Duration::from_millis(1),
+            qdisc_bypass: false,
+            promiscuous: false,
+        }
+    }
+}
+
+impl RingConfig {
+    fn validate(&self) -> Result<(), NicError> {
+        let invalid = |msg: String| {
+            Err(NicError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                msg,
+            )))
+        };
+        let page = 4096;
+        if self.block_size == 0
+            || self.block_size % page != 0
+            || self.block_size > u32::MAX as usize
+        {
+            return invalid(format!(
+                "ring block_size {} must be a non-zero multiple of the page size ({page})",
+                self.block_size
+            ));
+        }
+        if self.frame_size < 128
+            || self.frame_size % 16 != 0
+            || self.block_size % self.frame_size != 0
+        {
+            return invalid(format!(
+                "ring frame_size {} must be a multiple of 16, at least 128, dividing block_size {}",
+                self.frame_size, self.block_size
+            ));
+        }
+        if self.block_count == 0 || self.tx_block_count == 0 {
+            return invalid("ring block_count and tx_block_count must be at least 1".into());
+        }
+        let total = self
+            .block_size
+            .checked_mul(self.block_count + self.tx_block_count);
+        if total.is_none_or(|t| t > (1 << 31)) {
+            return invalid(
+                "ring too large: keep (block_count + tx_block_count) * block_size at most 2 GiB"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the ring itself. All of them only ever increase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RingStats {
+    /// Frames the kernel saw for this socket (`tp_packets`, received + dropped).
+    pub kernel_packets: u64,
+    /// Frames the kernel dropped because no RX block was free (`tp_drops`).
+    pub kernel_drops: u64,
+    /// Times the RX queue froze because every block was user-owned (`tp_freeze_q_cnt`).
+    pub freeze_count: u64,
+    /// RX blocks handed back to the kernel.
+    pub blocks_released: u64,
+    /// Frames skipped because the ring truncated them (`tp_snaplen < tp_len`).
+    pub truncated: u64,
+    /// Frames skipped because they were this host's own outgoing frames.
+    pub outgoing_skipped: u64,
+    /// RX blocks whose layout did not parse (abandoned and returned to the kernel).
+    pub malformed_blocks: u64,
+    /// TX kicks (`send` calls) made.
+    pub tx_kicks: u64,
+}
+
+/// The AF_PACKET TPACKET_V3 ring backend. See the [module docs](self).
+pub struct RingNic {
+    socket: PacketSocket,
+    map: RingMap,
+    info: NicInfo,
+    rx_blocks: usize,
+    /// The RX block the next frame comes from.
+    rx_block: usize,
+    /// Position inside `rx_block` once its walk has started.
+    rx_cursor: Option<BlockCursor>,
+    tx_frames: usize,
+    /// The TX frame the next `transmit` uses.
+    tx_head: usize,
+    /// Frames queued since the last kick.
+    tx_pending: usize,
+    stats: NicStats,
+    ring_stats: Cell<RingStats>,
+}
+
+fn open_error(what: &str, ifname: &str, e: io::Error) -> NicError {
+    if e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::NotFound {
+        return NicError::Io(e);
+    }
+    NicError::Io(io::Error::new(
+        e.kind(),
+        format!("AF_PACKET ring on {ifname:?}: {what} failed: {e}"),
+    ))
+}
+
+impl RingNic {
+    /// Opens a ring on interface `ifname` (of the calling thread's network namespace) with the
+    /// default [`RingConfig`].
+    pub fn open(ifname: &str) -> Result<Self, NicError> {
+        RingNic::with_config(ifname, RingConfig::default())
+    }
+
+    /// Opens a ring on interface `ifname` with `config`.
+    ///
+    /// The socket is created with protocol 0 (receiving nothing), the rings are set up and
+    /// mapped, and only then is it bound to the interface with `ETH_P_ALL`: no frame of another
+    /// interface ever enters the ring.
+    pub fn with_config(ifname: &str, config: RingConfig) -> Result<Self, NicError> {
+        config.validate()?;
+        let facts = interface_facts(ifname)?;
+        let max_frame = facts.mtu + ETHERNET_HEADER_LEN;
+        if max_frame > config.frame_size - TX_DATA_OFFSET {
+            return Err(NicError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{ifname} has MTU {} (frames up to {max_frame} bytes) but TX frames of {} bytes \
+                     hold at most {}: raise RingConfig::frame_size",
+                    facts.mtu,
+                    config.frame_size,
+                    config.frame_size - TX_DATA_OFFSET
+                ),
+            )));
+        }
+        let socket = PacketSocket::open()?;
+        socket
+            .set_tpacket_v3()
+            .map_err(|e| open_error("PACKET_VERSION=TPACKET_V3", ifname, e))?;
+        socket
+            .set_ignore_outgoing()
+            .map_err(|e| open_error("PACKET_IGNORE_OUTGOING", ifname, e))?;
+        if config.qdisc_bypass {
+            socket
+                .set_qdisc_bypass()
+                .map_err(|e| open_error("PACKET_QDISC_BYPASS", ifname, e))?;
+        }
+        let frames_per_block = config.block_size / config.frame_size;
+        let retire_ms = config.retire_timeout.as_millis().clamp(1, u32::MAX as u128) as u32;
+        let rx = RingRequest {
+            block_size: config.block_size as u32,
+            block_nr: config.block_count as u32,
+            frame_size: config.frame_size as u32,
+            frame_nr: (frames_per_block * config.block_count) as u32,
+            retire_blk_tov_ms: retire_ms,
+        };
+        socket
+            .set_ring(true, &rx)
+            .map_err(|e| open_error("PACKET_RX_RING", ifname, e))?;
+        let tx_frames = frames_per_block * config.tx_block_count;
+        let tx = RingRequest {
+            block_size: config.block_size as u32,
+            block_nr: config.tx_block_count as u32,
+            frame_size: config.frame_size as u32,
+            frame_nr: tx_frames as u32,
+            retire_blk_tov_ms: 0,
+        };
+        socket
+            .set_ring(false, &tx)
+            .map_err(|e| open_error("PACKET_TX_RING", ifname, e))?;
+        let map = RingMap::new(
+            socket.raw(),
+            RingLayout {
+                rx_block_size: config.block_size,
+                rx_block_count: config.block_count,
+                tx_frame_size: config.frame_size,
+                tx_frame_count: tx_frames,
+            },
+        )
+        .map_err(|e| open_error("mmap of the rings", ifname, e))?;
+        if config.promiscuous {
+            socket
+                .set_promiscuous(facts.index)
+                .map_err(|e| open_error("PACKET_MR_PROMISC", ifname, e))?;
+        }
+        socket
+            .bind(facts.index)
+            .map_err(|e| open_error("bind", ifname, e))?;
+        Ok(RingNic {
+            socket,
+            map,
+            info: NicInfo {
+                name: ifname.to_string(),
+                mtu: facts.mtu,
+                mac: facts.mac,
+                max_frame,
+            },
+            rx_blocks: config.block_count,
+            rx_block: 0,
+            rx_cursor: None,
+            tx_frames,
+            tx_head: 0,
+            tx_pending: 0,
+            stats: NicStats::default(),
+            ring_stats: Cell::new(RingStats::default()),
+        })
+    }
+
+    /// Waits up to `timeout` until a frame may be receivable (the next RX block is user-owned
+    /// or the socket polls readable). Returns whether it is; `false` after the timeout.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, NicError> {
+        if self.map.rx_block(self.rx_block).is_some() {
+            return Ok(true);
+        }
+        Ok(poll_fd(self.socket.raw(), libc::POLLIN, timeout)?)
+    }
+
+    /// Ring counters (reads and accumulates the kernel's `PACKET_STATISTICS`).
+    pub fn ring_stats(&self) -> RingStats {
+        self.refresh_kernel_stats();
+        self.ring_stats.get()
+    }
+
+    /// Frames queued by `transmit` and not yet kicked by `flush`.
+    pub fn tx_pending(&self) -> usize {
+        self.tx_pending
+    }
+
+    fn refresh_kernel_stats(&self) {
+        // A failing getsockopt on a live socket is not worth failing `stats` for: keep the
+        // counters as they were.
+        if let Ok(k) = self.socket.statistics() {
+            let mut s = self.ring_stats.get();
+            s.kernel_packets += u64::from(k.packets);
+            s.kernel_drops += u64::from(k.drops);
+            s.freeze_count += u64::from(k.freeze_q_cnt);
+            self.ring_stats.set(s);
+        }
+    }
+
+    fn update_ring_stats(&self, f: impl FnOnce(&mut RingStats)) {
+        let mut s = self.ring_stats.get();
+        f(&mut s);
+        self.ring_stats.set(s);
+    }
+
+    fn kick(&mut self) -> Result<bool, NicError> {
+        self.update_ring_stats(|s| s.tx_kicks += 1);
+        Ok(self.socket.kick()?)
+    }
+
+    /// Returns the current RX block to the kernel and moves to the next one.
+    fn release_current_block(&mut self) {
+        self.map.release_rx_block(self.rx_block);
+        self.rx_block = (self.rx_block + 1) % self.rx_blocks;
+        self.rx_cursor = None;
+        self.update_ring_stats(|s| s.blocks_released += 1);
+    }
+}
+
+impl Nic for RingNic {
+    fn info(&self) -> NicInfo {
+        self.info.clone()
+    }
+
+    fn receive(
+        &mut self,
+        _now: Instant,
+        budget: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, NicError> {
+        let mut handed = 0;
+        while handed < budget {
+            let block_done = {
+                let Some(block) = self.map.rx_block(self.rx_block) else {
+                    break;
+                };
+                let cursor = match &mut self.rx_cursor {
+                    Some(cursor) => cursor,
+                    None => match BlockCursor::new(block) {
+                        Ok(cursor) => self.rx_cursor.insert(cursor),
+                        Err(_) => {
+                            let mut s = self.ring_stats.get();
+                            s.malformed_blocks += 1;
+                            self.ring_stats.set(s);
+                            self.rx_cursor.insert(BlockCursor::empty())
+                        }
+                    },
+                };
+                while handed < budget {
+                    match cursor.next_frame(block) {
+                        None => break,
+                        Some(Err(_)) => {
+                            let mut s = self.ring_stats.get();
+                            s.malformed_blocks += 1;
+                            self.ring_stats.set(s);
+                        }
+                        Some(Ok(frame)) => {
+                            if frame.pkttype == libc::PACKET_OUTGOING {
+                                let mut s = self.ring_stats.get();
+                                s.outgoing_skipped += 1;
+                                self.ring_stats.set(s);
+                            } else if frame.truncated() {
+                                let mut s = self.ring_stats.get();
+                                s.truncated += 1;
+                                self.ring_stats.set(s);
+                                self.stats.rx_dropped += 1;
+                            } else {
+                                sink(frame.data);
+                                handed += 1;
+                                self.stats.rx_frames += 1;
+                                self.stats.rx_bytes += frame.data.len() as u64;
+                            }
+                        }
+                    }
+                }
+                cursor.is_done()
+            };
+            if block_done {
+                self.release_current_block();
+            }
+        }
+        Ok(handed)
+    }
+
+    fn transmit(
+        &mut self,
+        _now: Instant,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, NicError> {
+        let max = self.info.max_frame;
+        let frame = self.tx_head;
+        if self.map.tx_slot(frame).is_none() {
+            // The ring is full of frames the kernel has not sent yet: push them and look again.
+            self.kick()?;
+            if self.map.tx_slot(frame).is_none() {
+                self.stats.tx_dropped += 1;
+                return Err(NicError::Io(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "TX ring full: flush, wait for the kernel to send, and retry",
+                )));
+            }
+        }
+        if self.map.tx_status(frame) & libc::TP_STATUS_WRONG_FORMAT != 0 {
+            // The kernel refused the frame that used this slot last time.
+            self.stats.tx_dropped += 1;
+        }
+        let slot = self.map.tx_slot(frame).expect("checked free above");
+        let len = fill(&mut slot[..max]);
+        if len == 0 {
+            return Ok(0);
+        }
+        if len > max {
+            self.stats.tx_dropped += 1;
+            return Err(NicError::TooLarge { len, max });
+        }
+        self.map.tx_submit(frame, len);
+        self.tx_head = (frame + 1) % self.tx_frames;
+        self.tx_pending += 1;
+        self.stats.tx_frames += 1;
+        self.stats.tx_bytes += len as u64;
+        Ok(len)
+    }
+
+    fn flush(&mut self, _now: Instant) -> Result<(), NicError> {
+        if self.tx_pending == 0 {
+            return Ok(());
+        }
+        if self.kick()? {
+            self.tx_pending = 0;
+        }
+        Ok(())
+    }
+
+    fn wait_fd(&self) -> Option<RawFd> {
+        Some(self.socket.raw())
+    }
+
+    fn stats(&self) -> NicStats {
+        self.refresh_kernel_stats();
+        NicStats {
+            rx_dropped: self.stats.rx_dropped + self.ring_stats.get().kernel_drops,
+            ..self.stats
+        }
+    }
+}
+
+impl fmt::Debug for RingNic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingNic")
+            .field("info", &self.info)
+            .field("rx_block", &self.rx_block)
+            .field("tx_head", &self.tx_head)
+            .field("tx_pending", &self.tx_pending)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns off the offloads (TSO, GSO, GRO, TX checksum) of interface `ifname` with `ethtool`,
+/// run as a child process (so in the calling thread's network namespace).
+///
+/// The lab calls this on the *kernel-side* veth so that ringstack only ever receives
+/// MTU-sized frames with complete checksums (see the [module docs](self)).
+pub fn disable_offloads(ifname: &str) -> Result<(), NicError> {
+    let output = Command::new("ethtool")
+        .args([
+            "-K", ifname, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
+        ])
+        .output()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                NicError::Io(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "ethtool is not installed: install the `ethtool` Debian package \
+                     (apt-get install ethtool) to turn off offloads on the kernel-side veth",
+                ))
+            } else {
+                NicError::Io(e)
+            }
+        })?;
+    if !output.status.success() {
+        return Err(NicError::Io(io::Error::other(format!(
+            "ethtool -K {ifname} tso off gso off gro off tx off failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The block walker: pure parsing of a TPACKET_V3 RX block, testable on synthetic bytes.
+
+/// Offset of `num_pkts` in `tpacket_block_desc`.
+const NUM_PKTS_OFFSET: usize = BLOCK_STATUS_OFFSET + 4;
+/// Offset of `offset_to_first_pkt` in `tpacket_block_desc`.
+const OFFSET_TO_FIRST_PKT_OFFSET: usize = BLOCK_STATUS_OFFSET + 8;
+/// Size of `tpacket3_hdr`.
+const TPACKET3_HDR_LEN: usize = 48;
+/// Offset of `tp_mac` in `tpacket3_hdr`.
+const TP_MAC_OFFSET: usize = 24;
+/// Offset of `sll_pkttype` in the `sockaddr_ll` that follows the (16-aligned) `tpacket3_hdr`.
+const SLL_PKTTYPE_OFFSET: usize = TPACKET3_HDR_LEN + 10;
+
+/// Why a block or frame header does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockError {
+    /// A header or frame lies (partly) outside the block.
+    OutOfBounds,
+    /// `tp_next_offset` is 0 (or not aligned) before the last frame.
+    BadNextOffset,
+}
+
+/// One frame found in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RxFrame<'a> {
+    /// The captured bytes (`tp_snaplen` from `tp_mac`).
+    pub data: &'a [u8],
+    /// The frame's length on the wire (`tp_len`).
+    pub wire_len: usize,
+    /// `sll_pkttype` (`PACKET_HOST`, `PACKET_BROADCAST`, ..., `PACKET_OUTGOING`).
+    pub pkttype: u8,
+}
+
+impl RxFrame<'_> {
+    /// Whether the ring kept fewer bytes than the frame had.
+    pub fn truncated(&self) -> bool {
+        self.data.len() < self.wire_len
+    }
+}
+
+fn read_u32(block: &[u8], at: usize) -> Result<u32, BlockError> {
+    let bytes = block.get(at..at + 4).ok_or(BlockError::OutOfBounds)?;
+    Ok(u32::from_ne_bytes(bytes.try_into().expect("4 bytes")))
+}
+
+fn read_u16(block: &[u8], at: usize) -> Result<u16, BlockError> {
+    let bytes = block.get(at..at + 2).ok_or(BlockError::OutOfBounds)?;
+    Ok(u16::from_ne_bytes(bytes.try_into().expect("2 bytes")))
+}
+
+/// A walk through the frames of one user-owned RX block (`tpacket_block_desc` followed by
+/// `num_pkts` frames chained by `tp_next_offset`). Never panics on malformed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockCursor {
+    /// Offset of the next frame's `tpacket3_hdr`.
+    offset: usize,
+    /// Frames not walked yet.
+    remaining: u32,
+}
+
+impl BlockCursor {
+    /// Starts a walk at the block's first frame.
+    pub fn new(block: &[u8]) -> Result<Self, BlockError> {
+        let remaining = read_u32(block, NUM_PKTS_OFFSET)?;
+        let offset = read_u32(block, OFFSET_TO_FIRST_PKT_OFFSET)? as usize;
+        if remaining > 0 && offset < OFFSET_TO_FIRST_PKT_OFFSET + 4 {
+            return Err(BlockError::OutOfBounds);
+        }
+        Ok(BlockCursor { offset, remaining })
+    }
+
+    /// A finished walk (for a block that did not parse).
+    pub fn empty() -> Self {
+        BlockCursor {
+            offset: 0,
+            remaining: 0,
+        }
+    }
+
+    /// Whether every frame was walked.
+    pub fn is_done(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The next frame; None once all were walked. After an error the walk is finished.
+    pub fn next_frame<'a>(&mut self, block: &'a [u8]) -> Option<Result<RxFrame<'a>, BlockError>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        if self.offset == usize::MAX {
+            self.remaining = 0;
+            return Some(Err(BlockError::BadNextOffset));
+        }
+        let result = self.parse_frame(block);
+        match result {
+            Ok((frame, next)) => {
+                self.remaining -= 1;
+                if self.remaining > 0 {
+                    if next == 0 || next % 4 != 0 {
+                        // This frame is fine; the walk breaks at the next one.
+                        self.offset = usize::MAX;
+                    } else {
+                        self.offset += next;
+                    }
+                }
+                Some(Ok(frame))
+            }
+            Err(e) => {
+                self.remaining = 0;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn parse_frame<'a>(&self, block: &'a [u8]) -> Result<(RxFrame<'a>, usize), BlockError> {
+        let at = self.offset;
+        if at
+            .checked_add(SLL_PKTTYPE_OFFSET + 1)
+            .is_none_or(|end| end > block.len())
+        {
+            return Err(BlockError::OutOfBounds);
+        }
+        let next = read_u32(block, at)? as usize;
+        let snaplen = read_u32(block, at + 12)? as usize;
+        let wire_len = read_u32(block, at + 16)? as usize;
+        let mac = read_u16(block, at + TP_MAC_OFFSET)? as usize;
+        let pkttype = block[at + SLL_PKTTYPE_OFFSET];
+        let start = at + mac;
+        let data = block
+            .get(start..start + snaplen)
+            .ok_or(BlockError::OutOfBounds)?;
+        Ok((
+            RxFrame {
+                data,
+                wire_len,
+                pkttype,
+            },
+            next,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a block like the kernel does: `tpacket_block_desc` (48 bytes), then frames of
+    /// `tpacket3_hdr` + `sockaddr_ll`, the data at `tp_mac` = `TPACKET_ALIGN(TPACKET3_HDRLEN)`
+    /// = `TPACKET_ALIGN(48 + 20)` = 80 (as for SOCK_RAW), each frame 8-aligned.
+    fn block(frames: &[(&[u8], u32, u8)], size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; size];
+        let put32 =
+            |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        put32(&mut b, 0, 3); // version
+        put32(&mut b, BLOCK_STATUS_OFFSET, libc::TP_STATUS_USER);
+        put32(&mut b, NUM_PKTS_OFFSET, frames.len() as u32);
+        let first = 48;
+        put32(&mut b, OFFSET_TO_FIRST_PKT_OFFSET, first as u32);
+        let mut at = first;
+        for (i, (data, wire_len, pkttype)) in frames.iter().enumerate() {
+            let mac = 80usize;
+            let total = (mac + data.len()).next_multiple_of(8);
+            let next = if i + 1 == frames.len() {
+                0
+            } else {
+                total as u32
+            };
+            put32(&mut b, at, next);
+            put32(&mut b, at + 12, data.len() as u32);
+            put32(&mut b, at + 16, *wire_len);
+            put32(&mut b, at + 20, libc::TP_STATUS_USER);
+            b[at + 24..at + 26].copy_from_slice(&(mac as u16).to_ne_bytes());
+            b[at + SLL_PKTTYPE_OFFSET] = *pkttype;
+            b[at + mac..at + mac + data.len()].copy_from_slice(data);
+            at += total;
+        }
+        b
+    }
+
+    fn walk(b: &[u8]) -> Vec<Result<(Vec<u8>, usize, u8), BlockError>> {
+        let mut c = match BlockCursor::new(b) {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut out = Vec::new();
+        while let Some(f) = c.next_frame(b) {
+            out.push(f.map(|f| (f.data.to_vec(), f.wire_len, f.pkttype)));
+        }
+        assert!(c.is_done());
+        out
+    }
+
+    #[test]
+    fn walks_every_frame_of_a_block_in_order() {
+        let f1 = [0xffu8; 60];
+        let f2: Vec<u8> = (0..=255).collect();
+        let f3 = [7u8; 1514];
+        let b = block(
+            &[
+                (&f1, 60, libc::PACKET_BROADCAST),
+                (&f2, 256, libc::PACKET_HOST),
+                (&f3, 1514, libc::PACKET_OUTGOING),
+            ],
+            4096,
+        );
+        let got = walk(&b);
+        assert_eq!(
+            got,
+            vec![
+                Ok((f1.to_vec(), 60, libc::PACKET_BROADCAST)),
+                Ok((f2.clone(), 256, libc::PACKET_HOST)),
+                Ok((f3.to_vec(), 1514, libc::PACKET_OUTGOING)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cursor_resumes_mid_block() {
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 64 + i as usize]).collect();
+        let spec: Vec<(&[u8], u32, u8)> = frames
+            .iter()
+            .map(|f| (f.as_slice(), f.len() as u32, libc::PACKET_HOST))
+            .collect();
+        let b = block(&spec, 4096);
+        let mut c = BlockCursor::new(&b).unwrap();
+        let first: Vec<Vec<u8>> = (0..2)
+            .map(|_| c.next_frame(&b).unwrap().unwrap().data.to_vec())
+            .collect();
+        assert!(!c.is_done());
+        // The cursor is plain data: keep it (as RingNic does across receive calls) and resume.
+        let mut resumed = c;
+        let mut rest = Vec::new();
+        while let Some(f) = resumed.next_frame(&b) {
+            rest.push(f.unwrap().data.to_vec());
+        }
+        assert_eq!([first, rest].concat(), frames);
+    }
+
+    #[test]
+    fn truncated_frames_are_flagged() {
+        let f = [1u8; 100];
+        let b = block(&[(&f, 9000, libc::PACKET_HOST)], 4096);
+        let mut c = BlockCursor::new(&b).unwrap();
+        let frame = c.next_frame(&b).unwrap().unwrap();
+        assert!(frame.truncated());
+        assert_eq!(frame.wire_len, 9000);
+    }
+
+    #[test]
+    fn an_empty_block_is_done_at_once() {
+        let b = block(&[], 4096);
+        let mut c = BlockCursor::new(&b).unwrap();
+        assert!(c.is_done());
+        assert!(c.next_frame(&b).is_none());
+    }
+
+    #[test]
+    fn malformed_blocks_end_the_walk_without_panicking() {
+        let f = [2u8; 64];
+        // A frame whose data runs past the end of the block.
+        let mut b = block(&[(&f, 64, 0)], 4096);
+        b[48 + 12..48 + 16].copy_from_slice(&5000u32.to_ne_bytes());
+        assert_eq!(walk(&b), vec![Err(BlockError::OutOfBounds)]);
+
+        // A zero tp_next_offset before the last frame.
+        let mut b = block(&[(&f, 64, 0), (&f, 64, 0)], 4096);
+        b[48..52].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(
+            walk(&b),
+            vec![Ok((f.to_vec(), 64, 0)), Err(BlockError::BadNextOffset)]
+        );
+
+        // More frames claimed than fit: the walk runs off the block.
+        let mut b = block(&[(&f, 64, 0)], 4096);
+        b[NUM_PKTS_OFFSET..NUM_PKTS_OFFSET + 4].copy_from_slice(&3u32.to_ne_bytes());
+        b[48..52].copy_from_slice(&4000u32.to_ne_bytes());
+        assert_eq!(
+            walk(&b),
+            vec![Ok((f.to_vec(), 64, 0)), Err(BlockError::OutOfBounds)]
+        );
+
+        // A header cut short, and an offset_to_first_pkt pointing into the descriptor.
+        assert_eq!(walk(&b[..10]), vec![Err(BlockError::OutOfBounds)]);
+        let mut b = block(&[(&f, 64, 0)], 4096);
+        b[OFFSET_TO_FIRST_PKT_OFFSET..OFFSET_TO_FIRST_PKT_OFFSET + 4]
+            .copy_from_slice(&4u32.to_ne_bytes());
+        assert_eq!(walk(&b), vec![Err(BlockError::OutOfBounds)]);
+        // Arbitrary bytes never panic.
+        let junk: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let _ = walk(&junk);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = RingConfig {
+            block_size: 5000,
+            ..RingConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("page size"));
+        let bad = RingConfig {
+            frame_size: 3000,
+            ..RingConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("frame_size"));
+        RingConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn opening_a_missing_interface_says_so() {
+        let err = RingNic::open("rs-no-such-if0").unwrap_err();
+        assert!(
+            err.to_string().contains("no network interface named"),
+            "{err}"
+        );
+    }
+}

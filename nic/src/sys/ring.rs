@@ -1,0 +1,178 @@
+//! The shared mapping of a packet socket's RX and TX rings.
+//!
+//! `mmap` of a socket with both rings set maps the RX ring first (its blocks back to back),
+//! then the TX ring. Ownership of each RX *block* and each TX *frame* is carried by a status
+//! word that the kernel and this process hand back and forth:
+//!
+//! - RX block (`tpacket_block_desc.hdr.bh1.block_status`, offset 8): `TP_STATUS_KERNEL` (0)
+//!   while the kernel fills it; `TP_STATUS_USER` once retired (full or timed out). Only then
+//!   may user space read it; writing `TP_STATUS_KERNEL` back returns it.
+//! - TX frame (`tpacket3_hdr.tp_status`, offset 20): `TP_STATUS_AVAILABLE` (0) when free;
+//!   user space writes the frame, then `TP_STATUS_SEND_REQUEST`; the kernel sets
+//!   `TP_STATUS_SENDING` and back to `AVAILABLE` once the skb is freed
+//!   (`TP_STATUS_WRONG_FORMAT` if it refused the frame).
+//!
+//! The status words are read with `Acquire` loads and written with `Release` stores, so the
+//! block/frame contents written before a hand-over are visible after it. Slices into the
+//! mapping are only created for memory that the status word says this process owns, and they
+//! borrow the [`RingMap`] so that the hand-back (`&mut self`) cannot happen while one lives.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// Offset of `block_status` in `tpacket_block_desc` (`version`, `offset_to_priv`, then the
+/// 8-aligned `tpacket_hdr_v1`).
+pub(crate) const BLOCK_STATUS_OFFSET: usize = 8;
+/// Offset of `tp_next_offset` in `tpacket3_hdr`.
+pub(crate) const TP_NEXT_OFFSET_OFFSET: usize = 0;
+/// Offset of `tp_snaplen` in `tpacket3_hdr`.
+pub(crate) const TP_SNAPLEN_OFFSET: usize = 12;
+/// Offset of `tp_len` in `tpacket3_hdr`.
+pub(crate) const TP_LEN_OFFSET: usize = 16;
+/// Offset of `tp_status` in `tpacket3_hdr`.
+pub(crate) const TP_STATUS_OFFSET: usize = 20;
+/// Where a TX frame's data starts in its slot: `TPACKET3_HDRLEN - sizeof(sockaddr_ll)`
+/// = `TPACKET_ALIGN(sizeof(tpacket3_hdr))` = 48 (no `PACKET_TX_HAS_OFF`).
+pub(crate) const TX_DATA_OFFSET: usize = 48;
+
+/// Layout of the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingLayout {
+    pub rx_block_size: usize,
+    pub rx_block_count: usize,
+    pub tx_frame_size: usize,
+    pub tx_frame_count: usize,
+}
+
+impl RingLayout {
+    fn rx_len(&self) -> usize {
+        self.rx_block_size * self.rx_block_count
+    }
+    fn len(&self) -> usize {
+        self.rx_len() + self.tx_frame_size * self.tx_frame_count
+    }
+}
+
+/// The mapped rings of one packet socket.
+#[derive(Debug)]
+pub(crate) struct RingMap {
+    map: MmapRaw,
+    layout: RingLayout,
+}
+
+// The mapping is only reached through `&self`/`&mut self` of the one RingMap that owns it.
+// SAFETY: `MmapRaw` is a raw pointer plus length; moving it to another thread is sound because
+// all accesses go through the owner and the status-word protocol with the kernel.
+unsafe impl Send for RingMap {}
+
+impl RingMap {
+    /// Maps both rings of `fd` (which must already have `PACKET_RX_RING`/`PACKET_TX_RING` set
+    /// with this `layout`), populating the pages up front.
+    pub fn new(fd: RawFd, layout: RingLayout) -> io::Result<Self> {
+        assert!(
+            layout.tx_frame_size >= TX_DATA_OFFSET && layout.tx_frame_size % 16 == 0,
+            "TX frame size must be a multiple of 16 of at least {TX_DATA_OFFSET} bytes"
+        );
+        assert!(layout.rx_block_size % 8 == 0 && layout.rx_block_size >= 64);
+        let map = MmapOptions::new()
+            .len(layout.len())
+            .populate()
+            .map_raw(fd)?;
+        Ok(RingMap { map, layout })
+    }
+
+    /// The status word at `offset` of the mapping.
+    fn status(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.layout.len());
+        // SAFETY: the offset is in bounds and 4-aligned (the mapping is page-aligned), the
+        // mapping lives as long as `self`, and the word is shared with the kernel only through
+        // atomic accesses on our side (the kernel uses its own barriers on this protocol).
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
+    }
+
+    fn rx_block_offset(&self, block: usize) -> usize {
+        assert!(block < self.layout.rx_block_count, "RX block out of range");
+        block * self.layout.rx_block_size
+    }
+
+    fn tx_frame_offset(&self, frame: usize) -> usize {
+        assert!(frame < self.layout.tx_frame_count, "TX frame out of range");
+        self.layout.rx_len() + frame * self.layout.tx_frame_size
+    }
+
+    /// The whole RX block `block` if the kernel has handed it to user space
+    /// (`TP_STATUS_USER`, Acquire), else None.
+    pub fn rx_block(&self, block: usize) -> Option<&[u8]> {
+        let offset = self.rx_block_offset(block);
+        let status = self
+            .status(offset + BLOCK_STATUS_OFFSET)
+            .load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the block lies inside the mapping; the Acquire load above saw
+        // TP_STATUS_USER, so the kernel has finished writing it and leaves it alone until
+        // `release_rx_block`, which takes `&mut self` and so cannot run while this borrow of
+        // `self` lives.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(offset), self.layout.rx_block_size)
+        })
+    }
+
+    /// Hands RX block `block` back to the kernel (`TP_STATUS_KERNEL`, Release).
+    pub fn release_rx_block(&mut self, block: usize) {
+        let offset = self.rx_block_offset(block);
+        self.status(offset + BLOCK_STATUS_OFFSET)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+    }
+
+    /// The raw status of TX frame `frame` (Acquire).
+    pub fn tx_status(&self, frame: usize) -> u32 {
+        let offset = self.tx_frame_offset(frame);
+        self.status(offset + TP_STATUS_OFFSET)
+            .load(Ordering::Acquire)
+    }
+
+    /// The data area of TX frame `frame` (`tx_frame_size - 48` bytes) if the frame is free
+    /// (`TP_STATUS_AVAILABLE`, or `TP_STATUS_WRONG_FORMAT`: refused earlier, ours again).
+    pub fn tx_slot(&mut self, frame: usize) -> Option<&mut [u8]> {
+        let status = self.tx_status(frame);
+        if status != libc::TP_STATUS_AVAILABLE && status & libc::TP_STATUS_WRONG_FORMAT == 0 {
+            return None;
+        }
+        let offset = self.tx_frame_offset(frame) + TX_DATA_OFFSET;
+        // SAFETY: the data area lies inside the mapping; the status says the kernel does not
+        // own the frame, and only `tx_submit` (which takes `&mut self`, so not while this
+        // borrow lives) hands it over.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.as_mut_ptr().add(offset),
+                self.layout.tx_frame_size - TX_DATA_OFFSET,
+            )
+        })
+    }
+
+    /// Queues TX frame `frame` holding `len` data bytes: writes `tp_len`, `tp_snaplen` and
+    /// `tp_next_offset = 0`, then `TP_STATUS_SEND_REQUEST` (Release).
+    ///
+    /// The caller must have obtained the frame from [`RingMap::tx_slot`] (it is user-owned).
+    pub fn tx_submit(&mut self, frame: usize, len: usize) {
+        assert!(len <= self.layout.tx_frame_size - TX_DATA_OFFSET);
+        let offset = self.tx_frame_offset(frame);
+        let len = len as u32;
+        // SAFETY: the header words lie inside the mapping at 4-aligned offsets; the frame is
+        // user-owned (status AVAILABLE/WRONG_FORMAT, checked by `tx_slot`) so the kernel does
+        // not access them until the Release store of SEND_REQUEST below publishes them.
+        unsafe {
+            let base = self.map.as_mut_ptr().add(offset);
+            base.add(TP_NEXT_OFFSET_OFFSET).cast::<u32>().write(0);
+            base.add(TP_SNAPLEN_OFFSET).cast::<u32>().write(len);
+            base.add(TP_LEN_OFFSET).cast::<u32>().write(len);
+        }
+        self.status(offset + TP_STATUS_OFFSET)
+            .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
+    }
+}
