@@ -10,7 +10,7 @@ use ringstack_nic::{Impairment, LinkConfig, MemoryLink, Nic, PcapNic};
 use ringstack_sockets::sim::Sim;
 use ringstack_sockets::Host;
 use ringstack_stack::time::Duration;
-use ringstack_stack::{Config, PingEvent, TcpError};
+use ringstack_stack::{Config, PingEvent, Readiness, TcpError};
 
 use crate::render;
 
@@ -216,7 +216,14 @@ fn tcp_echo(sim: &mut Sim, a: &mut DemoHost, b: &mut DemoHost, bytes: usize) -> 
                 Err(TcpError::WouldBlock) => {}
                 Err(_) => return true,
             }
-        } else if !a_shut {
+        } else if !a_shut
+            && hosts[0]
+                .stack()
+                .readiness(conn.into())
+                .contains(Readiness::WRITABLE)
+        {
+            // Half-close once connected: "that's all I have to say" (a shutdown before the
+            // handshake completes would abort it, as in Linux).
             a_shut = hosts[0].stack().tcp_shutdown(now, conn).is_ok();
         }
         loop {

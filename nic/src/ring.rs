@@ -109,7 +109,7 @@ impl RingConfig {
         };
         let page = 4096;
         if self.block_size == 0
-            || self.block_size % page != 0
+            || !self.block_size.is_multiple_of(page)
             || self.block_size > u32::MAX as usize
         {
             return invalid(format!(
@@ -118,8 +118,8 @@ impl RingConfig {
             ));
         }
         if self.frame_size < 128
-            || self.frame_size % 16 != 0
-            || self.block_size % self.frame_size != 0
+            || !self.frame_size.is_multiple_of(16)
+            || !self.block_size.is_multiple_of(self.frame_size)
         {
             return invalid(format!(
                 "ring frame_size {} must be a multiple of 16, at least 128, dividing block_size {}",
@@ -615,7 +615,7 @@ impl BlockCursor {
             Ok((frame, next)) => {
                 self.remaining -= 1;
                 if self.remaining > 0 {
-                    if next == 0 || next % 4 != 0 {
+                    if next == 0 || !next.is_multiple_of(4) {
                         // This frame is fine; the walk breaks at the next one.
                         self.offset = usize::MAX;
                     } else {
@@ -696,7 +696,9 @@ mod tests {
         b
     }
 
-    fn walk(b: &[u8]) -> Vec<Result<(Vec<u8>, usize, u8), BlockError>> {
+    type Walked = Vec<Result<(Vec<u8>, usize, u8), BlockError>>;
+
+    fn walk(b: &[u8]) -> Walked {
         let mut c = match BlockCursor::new(b) {
             Ok(c) => c,
             Err(e) => return vec![Err(e)],

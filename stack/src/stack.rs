@@ -361,11 +361,7 @@ impl Stack {
         buf: &mut [u8],
     ) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
-        let n = self.iface.tcp.recv(&mut cx, h, buf)?;
-        if n > 0 {
-            self.trace_app_read(SocketHandle::Tcp(h), n, || format!("read {n} bytes"));
-        }
-        Ok(n)
+        self.iface.tcp.recv(&mut cx, h, buf)
     }
 
     /// Shuts down the sending side.

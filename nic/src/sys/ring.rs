@@ -73,10 +73,10 @@ impl RingMap {
     /// with this `layout`), populating the pages up front.
     pub fn new(fd: RawFd, layout: RingLayout) -> io::Result<Self> {
         assert!(
-            layout.tx_frame_size >= TX_DATA_OFFSET && layout.tx_frame_size % 16 == 0,
+            layout.tx_frame_size >= TX_DATA_OFFSET && layout.tx_frame_size.is_multiple_of(16),
             "TX frame size must be a multiple of 16 of at least {TX_DATA_OFFSET} bytes"
         );
-        assert!(layout.rx_block_size % 8 == 0 && layout.rx_block_size >= 64);
+        assert!(layout.rx_block_size.is_multiple_of(8) && layout.rx_block_size >= 64);
         let map = MmapOptions::new()
             .len(layout.len())
             .populate()
@@ -86,7 +86,7 @@ impl RingMap {
 
     /// The status word at `offset` of the mapping.
     fn status(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.layout.len());
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.layout.len());
         // SAFETY: the offset is in bounds and 4-aligned (the mapping is page-aligned), the
         // mapping lives as long as `self`, and the word is shared with the kernel only through
         // atomic accesses on our side (the kernel uses its own barriers on this protocol).

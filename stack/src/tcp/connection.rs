@@ -420,7 +420,7 @@ impl Tcb {
         self.last_rx = env.now();
         self.keepalive_probes = 0;
         if self.keepalive {
-            self.timers.keepalive = Some(env.now() + env.cfg.keepalive_idle);
+            self.timers.keepalive = Some(env.now() + env.cfg.keepalive_idle.max(Duration::from_millis(1)));
         }
         match self.state {
             State::Closed | State::Listen => Outcome::default(),

@@ -84,6 +84,10 @@ struct Net {
     log: Option<Vec<(bool, Vec<u8>)>>,
     /// Drop everything going to B (a "dead" peer).
     blackhole_b: bool,
+    /// Drop these data segments A→B (counted from 0, first transmissions and retransmissions
+    /// alike).
+    drop_a_data: Vec<usize>,
+    a_data_count: usize,
 }
 
 impl Net {
@@ -98,6 +102,8 @@ impl Net {
             latency: Duration::from_millis(1),
             log: None,
             blackhole_b: false,
+            drop_a_data: Vec::new(),
+            a_data_count: 0,
         }
     }
 
@@ -138,6 +144,15 @@ impl Net {
                 }
                 if to_b && self.blackhole_b {
                     continue;
+                }
+                if to_b && buf.len() > 20 + 4 * 3 + 12 {
+                    let is_data = Segment::parse(t.src, t.dst, &buf).is_ok_and(|s| !s.payload.is_empty());
+                    if is_data {
+                        self.a_data_count += 1;
+                        if self.drop_a_data.contains(&(self.a_data_count - 1)) {
+                            continue;
+                        }
+                    }
                 }
                 if self.rng.chance(self.impair.loss) {
                     continue;
@@ -1055,6 +1070,41 @@ fn time_wait_is_reused_by_a_new_syn() {
     let ok = net.run_until(Duration::from_secs(5), |n| n.b.tcp.accept(l).is_ok());
     assert!(ok);
     assert_eq!(net.a.tcp.state(c2), Some(State::Established));
+}
+
+#[test]
+fn single_loss_is_repaired_by_sack_fast_retransmit() {
+    let mut net = Net::pair(22, Impair::default());
+    let (c, s) = net.establish();
+    net.drop_a_data = vec![3];
+    net.log = Some(Vec::new());
+    let mut flows = [Flow::new(true, c, s, pattern(40 * 1448, 8))];
+    transfer(&mut net, &mut flows, Duration::from_secs(10));
+    let log = net.log.take().unwrap();
+    let sack_acks = log
+        .iter()
+        .filter(|(to_b, b)| !*to_b && Segment::parse(IP_B, IP_A, b).unwrap().hdr.options.sack_count > 0)
+        .count();
+    assert!(sack_acks >= 3, "out-of-order data is ACKed at once with SACK ({sack_acks})");
+    let i = net.a.tcp.info(c).unwrap();
+    assert_eq!(i.timeouts, 0, "repaired without an RTO");
+    assert_eq!(i.total_retrans, 1, "exactly the lost segment is retransmitted");
+    assert_eq!(net.a.counters.get(Counter::TcpExtTCPSackRecovery), 1);
+    assert!(i.ssthresh < u32::MAX);
+}
+
+#[test]
+fn single_loss_is_repaired_by_newreno_fast_retransmit() {
+    let cfg = |s| TcpConfig { seed: s, sack: false, congestion: Algorithm::NewReno, ..Default::default() };
+    let mut net = Net::new(cfg(1), cfg(2), 23, Impair::default());
+    let (c, s) = net.establish();
+    net.drop_a_data = vec![3, 6];
+    let mut flows = [Flow::new(true, c, s, pattern(60 * 1448, 8))];
+    transfer(&mut net, &mut flows, Duration::from_secs(10));
+    let i = net.a.tcp.info(c).unwrap();
+    assert_eq!(i.timeouts, 0, "partial ACK retransmits the second hole without an RTO");
+    assert_eq!(i.total_retrans, 2);
+    assert_eq!(net.a.counters.get(Counter::TcpExtTCPFastRetrans), 1);
 }
 
 mod fuzz {

@@ -8,7 +8,7 @@ use super::connection::{Env, Tcb};
 use super::state::State;
 use super::TcpError;
 use crate::counters::Counter;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// Which timer fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,8 @@ impl Tcb {
                     self.keepalive_probes += 1;
                     env.cx.inc(Counter::TcpExtTCPKeepAlive);
                 }
-                self.timers.keepalive = Some(now + env.cfg.keepalive_interval);
+                let interval = env.cfg.keepalive_interval.max(Duration::from_millis(1));
+                self.timers.keepalive = Some(now + interval);
             }
         }
     }
