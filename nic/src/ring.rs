@@ -165,8 +165,9 @@ pub struct RingStats {
 
 /// The AF_PACKET TPACKET_V3 ring backend. See the [module docs](self).
 pub struct RingNic {
-    socket: PacketSocket,
+    // Field order = drop order: unmap the rings before closing the socket.
     map: RingMap,
+    socket: PacketSocket,
     info: NicInfo,
     rx_blocks: usize,
     /// The RX block the next frame comes from.
@@ -814,6 +815,15 @@ mod tests {
     }
 
     #[test]
+    fn backends_can_move_to_a_driver_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<RingNic>();
+        assert_send::<crate::TapNic>();
+        assert_send::<crate::PnetNic>();
+        assert_send::<crate::SmoltcpDevice<RingNic>>();
+    }
+
+    #[test]
     fn config_is_validated() {
         let bad = RingConfig {
             block_size: 5000,
@@ -834,6 +844,26 @@ mod tests {
             .to_string()
             .contains("frame_size"));
         RingConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn opening_without_cap_net_raw_says_what_to_do() {
+        // Unbound, protocol 0: receives nothing even when it opens (as root).
+        match crate::sys::socket::PacketSocket::open() {
+            Ok(_) => {
+                println!("have CAP_NET_RAW: the refusal path is checked when run unprivileged")
+            }
+            Err(e) => {
+                let msg = NicError::from(e).to_string();
+                assert!(
+                    msg.contains(
+                        "opening AF_PACKET needs CAP_NET_RAW: run as root or grant the \
+                         capability (setcap cap_net_raw,cap_net_admin+ep)"
+                    ),
+                    "{msg}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -166,7 +166,21 @@ fn veth_pair() {
     ip("link set veth0 up");
     ip("link set veth1 up");
     match disable_offloads("veth0") {
-        Ok(()) => {}
+        Ok(()) => {
+            let out = Command::new("ethtool")
+                .args(["-k", "veth0"])
+                .output()
+                .unwrap();
+            let features = String::from_utf8_lossy(&out.stdout);
+            for off in [
+                "tcp-segmentation-offload: off",
+                "generic-segmentation-offload: off",
+                "generic-receive-offload: off",
+                "tx-checksumming: off",
+            ] {
+                assert!(features.contains(off), "{off} expected:\n{features}");
+            }
+        }
         Err(e) => println!("note: offloads left on: {e}"),
     }
 }

@@ -324,6 +324,11 @@ impl Stack {
         &self.iface.tcp
     }
 
+    /// The TCP layer, for socket options (`set_nodelay`, `set_keepalive`, buffer sizes...).
+    pub fn tcp_mut(&mut self) -> &mut TcpLayer {
+        &mut self.iface.tcp
+    }
+
     /// Opens a listener on `port` of our address with an accept queue of `backlog`.
     pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<TcpHandle, TcpError> {
         let local = SocketAddrV4::new(self.iface.config.addr, port);

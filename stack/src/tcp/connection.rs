@@ -127,6 +127,9 @@ pub(crate) struct Tcb {
     pub rcv_mss: u32,
     /// An ACK must go out at the next opportunity.
     pub ack_now: bool,
+    /// Immediate duplicate ACKs still owed for out-of-order segments received in one batch
+    /// (RFC 5681 §4.2: one per segment, so that the sender can count them).
+    pub dup_acks_owed: u8,
 
     // --- options
     pub ts_enabled: bool,
@@ -234,6 +237,7 @@ impl Tcb {
             rcv_unacked: 0,
             rcv_mss: 536,
             ack_now: false,
+            dup_acks_owed: 0,
             ts_enabled: false,
             ts_recent: 0,
             ts_recent_age: now,
@@ -345,6 +349,7 @@ impl Tcb {
             self.reasm.clear();
             self.scoreboard.clear();
             self.ack_now = false;
+            self.dup_acks_owed = 0;
             self.probe_now = false;
             self.rexmit_next = None;
         }
@@ -420,7 +425,8 @@ impl Tcb {
         self.last_rx = env.now();
         self.keepalive_probes = 0;
         if self.keepalive {
-            self.timers.keepalive = Some(env.now() + env.cfg.keepalive_idle.max(Duration::from_millis(1)));
+            self.timers.keepalive =
+                Some(env.now() + env.cfg.keepalive_idle.max(Duration::from_millis(1)));
         }
         match self.state {
             State::Closed | State::Listen => Outcome::default(),
@@ -799,6 +805,7 @@ impl Tcb {
                     Received::OutOfOrder => {
                         self.stats.ofo_segs += 1;
                         env.cx.inc(Counter::TcpExtTCPOFOQueue);
+                        self.dup_acks_owed = self.dup_acks_owed.saturating_add(1).min(16);
                         env.cx.trace(
                             Direction::Rx,
                             Layer::Socket,

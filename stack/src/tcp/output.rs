@@ -140,7 +140,8 @@ impl Tcb {
             }
         }
         if plan.flags.has(Flags::ACK) {
-            self.ack_now = false;
+            self.dup_acks_owed = self.dup_acks_owed.saturating_sub(1);
+            self.ack_now = self.dup_acks_owed > 0;
             self.timers.delayed_ack = None;
             self.rcv_unacked = 0;
             self.last_ack_sent = self.rcv_nxt;

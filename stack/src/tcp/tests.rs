@@ -146,7 +146,8 @@ impl Net {
                     continue;
                 }
                 if to_b && buf.len() > 20 + 4 * 3 + 12 {
-                    let is_data = Segment::parse(t.src, t.dst, &buf).is_ok_and(|s| !s.payload.is_empty());
+                    let is_data =
+                        Segment::parse(t.src, t.dst, &buf).is_ok_and(|s| !s.payload.is_empty());
                     if is_data {
                         self.a_data_count += 1;
                         if self.drop_a_data.contains(&(self.a_data_count - 1)) {
@@ -1083,26 +1084,48 @@ fn single_loss_is_repaired_by_sack_fast_retransmit() {
     let log = net.log.take().unwrap();
     let sack_acks = log
         .iter()
-        .filter(|(to_b, b)| !*to_b && Segment::parse(IP_B, IP_A, b).unwrap().hdr.options.sack_count > 0)
+        .filter(|(to_b, b)| {
+            !*to_b
+                && Segment::parse(IP_B, IP_A, b)
+                    .unwrap()
+                    .hdr
+                    .options
+                    .sack_count
+                    > 0
+        })
         .count();
-    assert!(sack_acks >= 3, "out-of-order data is ACKed at once with SACK ({sack_acks})");
+    assert!(
+        sack_acks >= 3,
+        "out-of-order data is ACKed at once with SACK ({sack_acks})"
+    );
     let i = net.a.tcp.info(c).unwrap();
     assert_eq!(i.timeouts, 0, "repaired without an RTO");
-    assert_eq!(i.total_retrans, 1, "exactly the lost segment is retransmitted");
+    assert_eq!(
+        i.total_retrans, 1,
+        "exactly the lost segment is retransmitted"
+    );
     assert_eq!(net.a.counters.get(Counter::TcpExtTCPSackRecovery), 1);
     assert!(i.ssthresh < u32::MAX);
 }
 
 #[test]
 fn single_loss_is_repaired_by_newreno_fast_retransmit() {
-    let cfg = |s| TcpConfig { seed: s, sack: false, congestion: Algorithm::NewReno, ..Default::default() };
+    let cfg = |s| TcpConfig {
+        seed: s,
+        sack: false,
+        congestion: Algorithm::NewReno,
+        ..Default::default()
+    };
     let mut net = Net::new(cfg(1), cfg(2), 23, Impair::default());
     let (c, s) = net.establish();
     net.drop_a_data = vec![3, 6];
     let mut flows = [Flow::new(true, c, s, pattern(60 * 1448, 8))];
     transfer(&mut net, &mut flows, Duration::from_secs(10));
     let i = net.a.tcp.info(c).unwrap();
-    assert_eq!(i.timeouts, 0, "partial ACK retransmits the second hole without an RTO");
+    assert_eq!(
+        i.timeouts, 0,
+        "partial ACK retransmits the second hole without an RTO"
+    );
     assert_eq!(i.total_retrans, 2);
     assert_eq!(net.a.counters.get(Counter::TcpExtTCPFastRetrans), 1);
 }
@@ -1115,7 +1138,15 @@ mod fuzz {
     /// a clock jump, or an application call.
     #[derive(Clone, Debug)]
     enum Input {
-        Segment { flags: u8, dseq: i32, dack: i32, window: u16, opts: Vec<u8>, payload: u16, to_listener: bool },
+        Segment {
+            flags: u8,
+            dseq: i32,
+            dack: i32,
+            window: u16,
+            opts: Vec<u8>,
+            payload: u16,
+            to_listener: bool,
+        },
         Wait(u32),
         Send(u16),
         Recv,
@@ -1133,10 +1164,28 @@ mod fuzz {
         ]
     }
 
-    fn build(src_port: u16, dst_port: u16, seq: SeqNum, ack: SeqNum, flags: u8, window: u16, opts: &[u8], payload: usize) -> Vec<u8> {
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        src_port: u16,
+        dst_port: u16,
+        seq: SeqNum,
+        ack: SeqNum,
+        flags: u8,
+        window: u16,
+        opts: &[u8],
+        payload: usize,
+    ) -> Vec<u8> {
         let olen = opts.len() & !3;
         let mut b = vec![0u8; 20 + olen + payload];
-        let hdr = SegmentHeader { src_port, dst_port, seq, ack, flags: Flags(flags), window, ..Default::default() };
+        let hdr = SegmentHeader {
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags: Flags(flags),
+            window,
+            ..Default::default()
+        };
         hdr.emit(&mut b);
         b[12] = (((20 + olen) / 4) as u8) << 4;
         b[20..20 + olen].copy_from_slice(&opts[..olen]);
