@@ -55,7 +55,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use ringstack_stack::time::{Duration, Instant};
-use ringstack_stack::{Config, Counter, DropReason, Readiness, SocketHandle, Stack, TcpError, TcpHandle};
+use ringstack_stack::{
+    Config, Counter, DropReason, Readiness, SocketHandle, Stack, TcpError, TcpHandle,
+};
 
 /// The imaginary peer's address.
 pub const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -77,7 +79,13 @@ pub struct ScriptError {
 
 impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: `{}`: {}", self.line, self.text.trim(), self.message)
+        write!(
+            f,
+            "line {}: `{}`: {}",
+            self.line,
+            self.text.trim(),
+            self.message
+        )
     }
 }
 
@@ -95,7 +103,9 @@ impl Num {
         if s == "*" {
             Ok(Num::Any)
         } else {
-            s.parse().map(Num::Is).map_err(|_| format!("bad number {s:?}"))
+            s.parse()
+                .map(Num::Is)
+                .map_err(|_| format!("bad number {s:?}"))
         }
     }
     fn matches(self, v: u32) -> bool {
@@ -148,7 +158,13 @@ impl Flags {
 
 impl fmt::Display for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (on, c) in [(self.syn, 'S'), (self.fin, 'F'), (self.rst, 'R'), (self.psh, 'P'), (self.ack, '.')] {
+        for (on, c) in [
+            (self.syn, 'S'),
+            (self.fin, 'F'),
+            (self.rst, 'R'),
+            (self.psh, 'P'),
+            (self.ack, '.'),
+        ] {
             if on {
                 write!(f, "{c}")?;
             }
@@ -359,7 +375,8 @@ impl Run {
         let mut buf = vec![0u8; 65_536];
         while let Some(n) = self.stack.poll_transmit(self.now, &mut buf) {
             let frame = &buf[..n];
-            let p = SlicedPacket::from_ethernet(frame).map_err(|e| format!("ringstack sent an unparsable frame: {e:?}"))?;
+            let p = SlicedPacket::from_ethernet(frame)
+                .map_err(|e| format!("ringstack sent an unparsable frame: {e:?}"))?;
             let Some(TransportSlice::Tcp(t)) = p.transport else {
                 continue; // ARP and ICMP are not the script's business
             };
@@ -372,10 +389,15 @@ impl Run {
                 .calc_checksum_ipv4(src.octets(), dst.octets())
                 .map_err(|e| format!("checksum: {e:?}"))?;
             if want != t.checksum() {
-                return Err(format!("ringstack sent a bad TCP checksum {:#06x}, expected {want:#06x}", t.checksum()));
+                return Err(format!(
+                    "ringstack sent a bad TCP checksum {:#06x}, expected {want:#06x}",
+                    t.checksum()
+                ));
             }
             if dst != PEER || src != LOCAL {
-                return Err(format!("segment from {src} to {dst}, expected {LOCAL} to {PEER}"));
+                return Err(format!(
+                    "segment from {src} to {dst}, expected {LOCAL} to {PEER}"
+                ));
             }
             let opts = t
                 .options_iterator()
@@ -426,7 +448,10 @@ impl Run {
 
     fn no_unexpected(&self) -> R<()> {
         match self.pending.front() {
-            Some(s) => Err(format!("unexpected segment from ringstack: {}", self.describe(s))),
+            Some(s) => Err(format!(
+                "unexpected segment from ringstack: {}",
+                self.describe(s)
+            )),
             None => Ok(()),
         }
     }
@@ -470,7 +495,9 @@ impl Run {
             b = b.psh();
         }
         if let Some(ack) = seg.ack {
-            let our = self.our_isn.ok_or("`ack` before ringstack's ISN is known")?;
+            let our = self
+                .our_isn
+                .ok_or("`ack` before ringstack's ISN is known")?;
             b = b.ack(our.wrapping_add(ack.value()?));
         } else if seg.flags.ack {
             return Err("`.` flag needs `ack N`".into());
@@ -482,7 +509,9 @@ impl Run {
                     Opt::Mss(n) => TcpOptionElement::MaximumSegmentSize(n.value()? as u16),
                     Opt::Wscale(n) => TcpOptionElement::WindowScale(n.value()? as u8),
                     Opt::SackOk => TcpOptionElement::SelectiveAcknowledgementPermitted,
-                    Opt::Ts(v, Num::Any) => TcpOptionElement::Timestamp(v.value()?, self.last_ts_val),
+                    Opt::Ts(v, Num::Any) => {
+                        TcpOptionElement::Timestamp(v.value()?, self.last_ts_val)
+                    }
                     Opt::Ts(v, e) => TcpOptionElement::Timestamp(v.value()?, e.value()?),
                     Opt::Nop => TcpOptionElement::Noop,
                     Opt::Eol => return Err("eol: use nop padding in injected segments".into()),
@@ -494,15 +523,21 @@ impl Run {
                         for (i, &(l, r)) in blocks.iter().skip(1).take(3).enumerate() {
                             rest[i] = Some((abs(l)?, abs(r)?));
                         }
-                        TcpOptionElement::SelectiveAcknowledgement((abs(first.0)?, abs(first.1)?), rest)
+                        TcpOptionElement::SelectiveAcknowledgement(
+                            (abs(first.0)?, abs(first.1)?),
+                            rest,
+                        )
                     }
                 });
             }
             b = b.options(&elems).map_err(|e| format!("options: {e:?}"))?;
         }
-        let payload: Vec<u8> = (0..len).map(|i| peer_byte(start.wrapping_sub(1) as usize + i)).collect();
+        let payload: Vec<u8> = (0..len)
+            .map(|i| peer_byte(start.wrapping_sub(1) as usize + i))
+            .collect();
         let mut frame = Vec::new();
-        b.write(&mut frame, &payload).map_err(|e| format!("building the segment: {e:?}"))?;
+        b.write(&mut frame, &payload)
+            .map_err(|e| format!("building the segment: {e:?}"))?;
         self.stack.handle_frame(self.now, &frame);
         self.drain()
     }
@@ -516,7 +551,10 @@ impl Run {
             self.advance_to(deadline)?;
         }
         let Some(s) = self.pending.pop_front() else {
-            return Err(format!("expected segment did not come by {:.6}", deadline.total_micros() as f64 / 1e6));
+            return Err(format!(
+                "expected segment did not come by {:.6}",
+                deadline.total_micros() as f64 / 1e6
+            ));
         };
         if let When::At(t) = when {
             let t = Instant::from_micros(t.total_micros() as i64);
@@ -537,7 +575,9 @@ impl Run {
                 self.local_port = s.sport;
             }
         }
-        let our = self.our_isn.ok_or_else(|| format!("first segment from ringstack is not a SYN: {s:?}"))?;
+        let our = self
+            .our_isn
+            .ok_or_else(|| format!("first segment from ringstack is not a SYN: {s:?}"))?;
         let got = self.describe(&s);
         if std::env::var_os("SCRIPT_TRACE").is_some() {
             eprintln!("  got {got}");
@@ -547,16 +587,33 @@ impl Run {
             return mismatch("ports");
         }
         let f = &seg.flags;
-        if (f.syn, f.fin, f.rst, f.psh, f.ack) != (s.flags.syn, s.flags.fin, s.flags.rst, s.flags.psh, s.flags.ack) {
+        if (f.syn, f.fin, f.rst, f.psh, f.ack)
+            != (
+                s.flags.syn,
+                s.flags.fin,
+                s.flags.rst,
+                s.flags.psh,
+                s.flags.ack,
+            )
+        {
             return mismatch("flags");
         }
         let rel = s.seq.wrapping_sub(our);
-        if !seg.start.matches(rel) || !seg.len.matches(s.payload.len() as u32) || !seg.end.matches(rel.wrapping_add(s.payload.len() as u32)) {
+        if !seg.start.matches(rel)
+            || !seg.len.matches(s.payload.len() as u32)
+            || !seg.end.matches(rel.wrapping_add(s.payload.len() as u32))
+        {
             return mismatch("sequence range");
         }
         match seg.ack {
-            Some(a) if !s.flags.ack || !a.matches(s.ack.wrapping_sub(self.peer_isn)) => return mismatch("ack"),
-            None if s.flags.ack => return Err(format!("the script must give `ack` for an ACK segment: got {got}")),
+            Some(a) if !s.flags.ack || !a.matches(s.ack.wrapping_sub(self.peer_isn)) => {
+                return mismatch("ack")
+            }
+            None if s.flags.ack => {
+                return Err(format!(
+                    "the script must give `ack` for an ACK segment: got {got}"
+                ))
+            }
             _ => {}
         }
         if let Some(w) = seg.win {
@@ -565,14 +622,20 @@ impl Run {
             }
         }
         if let Some(opts) = &seg.opts {
-            self.match_opts(opts, &s.opts).map_err(|e| format!("options: {e}: got {got}"))?;
+            self.match_opts(opts, &s.opts)
+                .map_err(|e| format!("options: {e}: got {got}"))?;
         }
         // Payload: bytes of our stream starting at relative sequence number 1.
         if !s.payload.is_empty() {
             let off = rel.wrapping_sub(1) as usize;
-            let want = self.written.get(off..off + s.payload.len()).ok_or("payload beyond what was written")?;
+            let want = self
+                .written
+                .get(off..off + s.payload.len())
+                .ok_or("payload beyond what was written")?;
             if want != s.payload.as_slice() {
-                return Err(format!("payload bytes differ from what was written at offset {off}"));
+                return Err(format!(
+                    "payload bytes differ from what was written at offset {off}"
+                ));
             }
         }
         Ok(())
@@ -588,13 +651,18 @@ impl Run {
                 (Opt::Mss(n), TcpOptionElement::MaximumSegmentSize(v)) => n.matches(*v as u32),
                 (Opt::Wscale(n), TcpOptionElement::WindowScale(v)) => n.matches(*v as u32),
                 (Opt::SackOk, TcpOptionElement::SelectiveAcknowledgementPermitted) => true,
-                (Opt::Ts(v, e), TcpOptionElement::Timestamp(gv, ge)) => v.matches(*gv) && e.matches(*ge),
+                (Opt::Ts(v, e), TcpOptionElement::Timestamp(gv, ge)) => {
+                    v.matches(*gv) && e.matches(*ge)
+                }
                 (Opt::Nop, TcpOptionElement::Noop) => true,
                 (Opt::Sack(blocks), TcpOptionElement::SelectiveAcknowledgement(first, rest)) => {
-                    let all: Vec<(u32, u32)> = std::iter::once(*first).chain(rest.iter().flatten().copied()).collect();
+                    let all: Vec<(u32, u32)> = std::iter::once(*first)
+                        .chain(rest.iter().flatten().copied())
+                        .collect();
                     all.len() == blocks.len()
                         && blocks.iter().zip(&all).all(|(&(l, r), &(gl, gr))| {
-                            l.matches(gl.wrapping_sub(self.peer_isn)) && r.matches(gr.wrapping_sub(self.peer_isn))
+                            l.matches(gl.wrapping_sub(self.peer_isn))
+                                && r.matches(gr.wrapping_sub(self.peer_isn))
                         })
                 }
                 _ => false,
@@ -607,7 +675,8 @@ impl Run {
     }
 
     fn conn(&self) -> R<TcpHandle> {
-        self.conn.ok_or_else(|| "no connection yet (accept or connect first)".into())
+        self.conn
+            .ok_or_else(|| "no connection yet (accept or connect first)".into())
     }
 
     fn call(&mut self, w: &[String]) -> R<()> {
@@ -616,9 +685,16 @@ impl Run {
         match args.as_slice() {
             ["listen", port, rest @ ..] => {
                 let port: u16 = port.parse().map_err(|_| "bad port")?;
-                let backlog = rest.first().map_or(Ok(16), |b| b.parse()).map_err(|_| "bad backlog")?;
+                let backlog = rest
+                    .first()
+                    .map_or(Ok(16), |b| b.parse())
+                    .map_err(|_| "bad backlog")?;
                 self.local_port = port;
-                self.listener = Some(self.stack.tcp_listen(port, backlog).map_err(|e| format!("listen: {e}"))?);
+                self.listener = Some(
+                    self.stack
+                        .tcp_listen(port, backlog)
+                        .map_err(|e| format!("listen: {e}"))?,
+                );
             }
             ["connect", port] => {
                 let port: u16 = port.parse().map_err(|_| "bad port")?;
@@ -631,7 +707,11 @@ impl Run {
             }
             ["accept"] => {
                 let l = self.listener.ok_or("accept without listen")?;
-                self.conn = Some(self.stack.tcp_accept(l).map_err(|e| format!("accept: {e}"))?);
+                self.conn = Some(
+                    self.stack
+                        .tcp_accept(l)
+                        .map_err(|e| format!("accept: {e}"))?,
+                );
             }
             ["accept", "EAGAIN"] => {
                 let l = self.listener.ok_or("accept without listen")?;
@@ -680,7 +760,10 @@ impl Run {
                         }
                         for (i, &b) in buf[..got].iter().enumerate() {
                             if b != peer_byte(self.read_offset + i) {
-                                return Err(format!("byte {} of the peer's stream is wrong", self.read_offset + i));
+                                return Err(format!(
+                                    "byte {} of the peer's stream is wrong",
+                                    self.read_offset + i
+                                ));
                             }
                         }
                         self.read_offset += got;
@@ -693,11 +776,24 @@ impl Run {
                 self.peer_port = port.parse().map_err(|_| "bad port")?;
                 self.our_isn = None;
             }
-            ["shutdown"] => self.stack.tcp_shutdown(now, self.conn()?).map_err(|e| format!("shutdown: {e}"))?,
-            ["close"] => self.stack.tcp_close(now, self.conn()?).map_err(|e| format!("close: {e}"))?,
-            ["abort"] => self.stack.tcp_abort(now, self.conn()?).map_err(|e| format!("abort: {e}"))?,
+            ["shutdown"] => self
+                .stack
+                .tcp_shutdown(now, self.conn()?)
+                .map_err(|e| format!("shutdown: {e}"))?,
+            ["close"] => self
+                .stack
+                .tcp_close(now, self.conn()?)
+                .map_err(|e| format!("close: {e}"))?,
+            ["abort"] => self
+                .stack
+                .tcp_abort(now, self.conn()?)
+                .map_err(|e| format!("abort: {e}"))?,
             [which @ ("readable" | "writable"), yes] => {
-                let bit = if *which == "readable" { Readiness::READABLE } else { Readiness::WRITABLE };
+                let bit = if *which == "readable" {
+                    Readiness::READABLE
+                } else {
+                    Readiness::WRITABLE
+                };
                 let h = match (self.conn, self.listener) {
                     (Some(c), _) => c,
                     (None, Some(l)) => l,
@@ -709,14 +805,20 @@ impl Run {
                 }
             }
             ["counter", name, n] => {
-                let c = Counter::ALL.iter().find(|c| c.name() == *name).ok_or(format!("no counter {name}"))?;
+                let c = Counter::ALL
+                    .iter()
+                    .find(|c| c.name() == *name)
+                    .ok_or(format!("no counter {name}"))?;
                 let got = self.stack.counters().get(*c);
                 if got.to_string() != *n {
                     return Err(format!("{name} is {got}"));
                 }
             }
             ["drop", name, n] => {
-                let r = DropReason::ALL.iter().find(|r| r.name() == *name).ok_or(format!("no drop reason {name}"))?;
+                let r = DropReason::ALL
+                    .iter()
+                    .find(|r| r.name() == *name)
+                    .ok_or(format!("no drop reason {name}"))?;
                 let got = self.stack.counters().drops(*r);
                 if got.to_string() != *n {
                     return Err(format!("Drop.{name} is {got}"));
@@ -749,7 +851,9 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
         };
         if let Some(rest) = line.strip_prefix("config ") {
             for kv in rest.split_whitespace() {
-                let (k, v) = kv.split_once('=').ok_or_else(|| fail(format!("expected KEY=VALUE, got {kv:?}")))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| fail(format!("expected KEY=VALUE, got {kv:?}")))?;
                 let n: u64 = v.parse().map_err(|_| fail(format!("bad value {v:?}")))?;
                 match k {
                     "mtu" => config.mtu = n as usize,
@@ -769,7 +873,9 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
                     "max_retries" => config.tcp.max_retries = n as u32,
                     "initial_window" => config.tcp.initial_window = n as u32,
                     "keepalive_idle" => config.tcp.keepalive_idle = Duration::from_millis(n),
-                    "keepalive_interval" => config.tcp.keepalive_interval = Duration::from_millis(n),
+                    "keepalive_interval" => {
+                        config.tcp.keepalive_interval = Duration::from_millis(n)
+                    }
                     "keepalive_probes" => config.tcp.keepalive_probes = n as u32,
                     "tolerance" => tolerance = Duration::from_millis(n),
                     "peer_isn" => peer_isn = n as u32,
@@ -779,7 +885,9 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
             }
             continue;
         }
-        let (t, rest) = line.split_once(char::is_whitespace).ok_or_else(|| fail("expected TIME EVENT".into()))?;
+        let (t, rest) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| fail("expected TIME EVENT".into()))?;
         let when = parse_time(t, prev).map_err(fail)?;
         if let When::At(d) = when {
             prev = d;
@@ -803,7 +911,9 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
             match &ev {
                 Event::Expect(seg) => run.expect(when, seg),
                 other => {
-                    let When::At(t) = when else { unreachable!("checked at parse time") };
+                    let When::At(t) = when else {
+                        unreachable!("checked at parse time")
+                    };
                     run.advance_to(Instant::from_micros(t.total_micros() as i64))?;
                     run.no_unexpected()?;
                     match other {
@@ -814,7 +924,11 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
                 }
             }
         })();
-        r.map_err(|message| ScriptError { line, text, message })?;
+        r.map_err(|message| ScriptError {
+            line,
+            text,
+            message,
+        })?;
     }
     run.no_unexpected().map_err(|message| ScriptError {
         line: script.lines().count(),

@@ -10,7 +10,9 @@ fn tcp_scripts() {
         .map(|e| e.expect("readable dir").path())
         .filter(|p| p.extension().is_some_and(|e| e == "pkt"))
         // SCRIPT_ONLY=name runs the scripts whose file name contains `name`.
-        .filter(|p| std::env::var("SCRIPT_ONLY").map_or(true, |only| p.to_string_lossy().contains(&only)))
+        .filter(|p| {
+            std::env::var("SCRIPT_ONLY").map_or(true, |only| p.to_string_lossy().contains(&only))
+        })
         .collect();
     paths.sort();
     assert!(!paths.is_empty(), "no scripts found in {}", dir.display());
@@ -25,6 +27,12 @@ fn tcp_scripts() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} scripts failed:\n{}", failures.len(), paths.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scripts failed:\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n")
+    );
     println!("{} scripts passed", paths.len());
 }

@@ -1130,6 +1130,50 @@ fn single_loss_is_repaired_by_newreno_fast_retransmit() {
     assert_eq!(net.a.counters.get(Counter::TcpExtTCPFastRetrans), 1);
 }
 
+#[test]
+fn simultaneous_open_reaches_established() {
+    let mut net = Net::pair(24, Impair::default());
+    let (la, lb) = (SocketAddrV4::new(IP_A, 5000), SocketAddrV4::new(IP_B, 6000));
+    let now = net.now;
+    let a = net.a.with(now, |tcp, cx| tcp.connect(cx, la, lb)).unwrap();
+    let b = net.b.with(now, |tcp, cx| tcp.connect(cx, lb, la)).unwrap();
+    let ok = net.run_until(Duration::from_secs(10), |n| {
+        n.a.tcp.state(a) == Some(State::Established) && n.b.tcp.state(b) == Some(State::Established)
+    });
+    assert!(ok, "{:?} {:?}", net.a.tcp.state(a), net.b.tcp.state(b));
+    let mut flows = [
+        Flow::new(true, a, b, pattern(10_000, 1)),
+        Flow::new(false, b, a, pattern(10_000, 2)),
+    ];
+    transfer(&mut net, &mut flows, Duration::from_secs(10));
+}
+
+#[test]
+fn listener_info_and_close_resets_pending_children() {
+    let mut net = Net::pair(25, Impair::default());
+    let l = net.listen_b(80, 4);
+    assert_eq!(
+        net.b.tcp.listen(SocketAddrV4::new(IP_B, 80), 4),
+        Err(TcpError::AddrInUse)
+    );
+    let c = net.connect_a(80);
+    net.run_until(Duration::from_secs(1), |n| {
+        n.b.tcp.readiness(l).contains(Readiness::READABLE)
+    });
+    let info = net.b.tcp.info(l).unwrap();
+    assert_eq!(
+        (info.state, info.recv_queue, info.send_queue),
+        (State::Listen, 1, 4)
+    );
+    assert!(info.to_string().starts_with("LISTEN"));
+    net.b.with(net.now, |tcp, cx| tcp.close(cx, l)).unwrap();
+    assert_eq!(net.b.tcp.socket_count(), 0);
+    net.run_until(Duration::from_secs(1), |n| {
+        n.a.tcp.state(c) == Some(State::Closed)
+    });
+    assert_eq!(net.a.tcp.take_error(c), Some(TcpError::ConnectionReset));
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
