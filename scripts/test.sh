@@ -4,10 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use (tshark checks that our pcap files parse).
-# Lab packages (iproute2, ping, curl, nc, iperf3, python3) are added here as the lab lands.
+# Debian packages the tests use: the lab (a private network namespace with a veth pair or a TAP)
+# needs iproute2 and ethtool; the kernel's own clients talk to ringstack there (ping, arping,
+# curl, nc, iperf3, python3); tshark checks pcap captures.
+declare -A pkg=(
+  [ip]=iproute2 [ethtool]=ethtool [ping]=iputils-ping [arping]=arping [curl]=curl
+  [nc]=netcat-openbsd [iperf3]=iperf3 [tshark]=tshark [python3]=python3
+)
 need=()
-command -v tshark >/dev/null 2>&1 || need+=(tshark)
+for tool in "${!pkg[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("${pkg[$tool]}")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "scripts/test.sh: installing missing Debian packages: ${need[*]}"
@@ -15,7 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "scripts/test.sh: missing ${need[*]} and cannot install (not root or no apt); tests needing them will skip"
+    echo "scripts/test.sh: missing ${need[*]} and cannot install them (not root, or no apt);"
+    echo "  lab tests will skip (or fail under RINGSTACK_REQUIRE_LAB=1)"
   fi
 fi
 

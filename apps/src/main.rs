@@ -6,15 +6,25 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod demo;
+mod labcmd;
+mod netopts;
 mod render;
+mod runtime;
+mod serve;
+mod services;
 
 /// A userspace TCP/IP stack over raw NIC access — and a window into protocol layering.
 #[derive(Parser, Debug)]
 #[command(name = "ringstack", version, about, long_about = None)]
-#[command(
-    after_help = "Examples:\n  ringstack                      run the in-memory demo (no privileges needed)\n  ringstack demo --impair loss=10%,seed=7 --pcap demo.pcap\n  ringstack demo --journey 0     counters only"
-)]
+#[command(after_help = "Examples:
+  ringstack                                   run the in-memory demo (no privileges needed)
+  ringstack demo --impair loss=10%,seed=7 --pcap demo.pcap
+  sudo ringstack lab                          a private namespace with ringstack on a veth
+  ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site
+  ringstack get --nic ring:veth1 http://198.18.0.1:8000/file -o file
+  ringstack send --nic tap:rstap0 198.18.0.1:9000 big.bin")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -25,6 +35,16 @@ enum Command {
     /// Two stacks over an in-memory Ethernet link: ARP, ping, UDP echo (with fragmentation) and
     /// TCP, with the journey of each frame and the counters of both sides.
     Demo(demo::DemoArgs),
+    /// Run the stack on a NIC with echo (TCP/UDP 7), discard (TCP 9) and HTTP (TCP 80) until
+    /// SIGINT/SIGTERM. Prints a line containing `ready` once listening.
+    Serve(serve::ServeArgs),
+    /// Fetch a URL over HTTP/1.1 with the stack on a NIC.
+    Get(client::GetArgs),
+    /// Stream a file (or stdin) to HOST:PORT with the stack on a NIC, then close.
+    Send(client::SendArgs),
+    /// Create a private network namespace with a veth pair (or TAP), run `serve` in it and
+    /// print how to reach it; Ctrl-C removes everything. Needs root.
+    Lab(labcmd::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +54,10 @@ fn main() -> ExitCode {
         .unwrap_or(Command::Demo(demo::DemoArgs::default()))
     {
         Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Get(args) => client::get(&args),
+        Command::Send(args) => client::send(&args),
+        Command::Lab(args) => labcmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

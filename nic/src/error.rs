@@ -6,8 +6,9 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NicError {
-    /// The operating system refused an operation on the device or a capture file.
-    #[error("NIC I/O failed: {0} (check that the device or file exists, is up and is writable)")]
+    /// The operating system refused an operation on the device or a capture file. The backends
+    /// put what to do in the message (missing capability, no such interface...).
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The peer end of an in-memory link is gone.
     #[error("the other end of the link was dropped: keep both ends alive while frames flow")]

@@ -38,6 +38,7 @@ use std::os::fd::RawFd;
 use smoltcp::time::Instant;
 
 mod error;
+pub mod lab;
 pub mod memory;
 pub mod pcap;
 pub mod pnet;
@@ -158,6 +159,16 @@ pub trait Nic {
     /// Counters of the device.
     fn stats(&self) -> NicStats;
 
+    /// Waits up to `timeout` until a frame may be receivable — the "interrupt": `poll()` on
+    /// [`Nic::wait_fd`]. Returns whether one may be. A device without a descriptor returns
+    /// `Ok(false)` at once (drive it by [`Nic::poll_at`] instead).
+    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
+        match self.wait_fd() {
+            Some(fd) => Ok(sys::poll_readable(fd, timeout)?),
+            None => Ok(false),
+        }
+    }
+
     /// Copies `frame` into a TX slot and queues it: a convenience over [`Nic::transmit`] for
     /// callers that already hold the frame in a buffer. Returns the length queued.
     ///
@@ -202,6 +213,9 @@ impl<N: Nic + ?Sized> Nic for &mut N {
     fn wait_fd(&self) -> Option<RawFd> {
         (**self).wait_fd()
     }
+    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
+        (**self).wait_readable(timeout)
+    }
     fn stats(&self) -> NicStats {
         (**self).stats()
     }
@@ -237,6 +251,9 @@ impl<N: Nic + ?Sized> Nic for Box<N> {
     }
     fn wait_fd(&self) -> Option<RawFd> {
         (**self).wait_fd()
+    }
+    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
+        (**self).wait_readable(timeout)
     }
     fn stats(&self) -> NicStats {
         (**self).stats()

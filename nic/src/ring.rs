@@ -460,6 +460,9 @@ impl Nic for RingNic {
         Ok(())
     }
 
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, NicError> {
+        self.wait(timeout)
+    }
     fn wait_fd(&self) -> Option<RawFd> {
         Some(self.socket.raw())
     }

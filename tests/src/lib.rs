@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod io_models;
 pub mod script;
 
 use std::net::Ipv4Addr;

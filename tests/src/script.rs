@@ -21,28 +21,39 @@
 //! +0.04  > . 1:1(0) ack 1001
 //! ```
 //!
-//! Segments: `FLAGS START:END(LEN) [ack N] [win N] [<options>]`. Flags are letters from
-//! `S F R P` plus `.` for ACK (`S.` is SYN-ACK). Sequence numbers are relative: those of `<`
+//! Segments: `FLAGS START:END(LEN) [ack N] [win N] [checksum bad] [<options>]`. Flags are
+//! letters from `S F R P` plus `.` for ACK (`S.` is SYN-ACK). Sequence numbers are relative: those of `<`
 //! lines to the peer's initial sequence number, those of `>` lines to ringstack's (learned from
-//! its first SYN). The payload of injected segments is a fixed pattern of the peer's stream, and
-//! the payload of expected segments is checked against what the script wrote. In `>` lines, `*`
-//! is a wildcard for any number, and a missing `win` or `<options>` is not checked. Options:
+//! every SYN it sends on the current peer port). The payload of injected segments is a fixed
+//! pattern of the peer's stream (byte `k` of the stream has relative sequence number `k + 1`, so
+//! the data of a SYN `S 0:10(10)` is bytes 0..10, the same bytes as `P. 1:11(10)`), and the
+//! payload of expected segments is checked against what the script wrote. `checksum bad` (in `<`
+//! lines only) corrupts the TCP checksum of the injected segment. In `>` lines, `*` is a
+//! wildcard for any number, and a missing `win` or `<options>` is not checked. Options:
 //! `mss N`, `wscale N`, `sackOK`, `TS val A ecr B`, `nop`, `eol`, `sack L:R L:R ...` (blocks in
 //! the peer's relative sequence space). In `<` lines, `TS val N ecr *` echoes the TSval of
 //! ringstack's latest segment.
 //!
 //! Socket calls: `listen PORT [BACKLOG]`, `connect PORT` (to the peer's port, from an ephemeral
 //! port), `accept` / `accept EAGAIN`, `write N [-> M]` (M accepted; default all),
-//! `read N` (exactly N bytes, content checked) / `read EAGAIN` / `read EOF` /
+//! `read N` (exactly N bytes, content checked) / `read N partial` (N bytes into an N-byte
+//! buffer: more may remain) / `read EAGAIN` / `read EOF` /
 //! `read ECONNRESET|ECONNREFUSED|ETIMEDOUT`, `shutdown`, `close`, `abort`,
-//! `readable yes|no`, `writable yes|no`, `counter NAME N`, `drop NAME N`, and
+//! `readable yes|no`, `writable yes|no`, `counter NAME N`, `drop NAME N`,
+//! `state NAME` (the connection's state as `ss` names it: `ESTAB`, `TIME-WAIT`, `UNCONN` for
+//! CLOSED..., or `gone` once the handle is released),
+//! `keepalive on|off` (`SO_KEEPALIVE`; the idle time, interval and probe count are the stack-wide
+//! `config keepalive_*` values, as the TCP layer has no per-socket setting for them),
+//! `user_timeout MS|off` (`TCP_USER_TIMEOUT`), and
 //! `peer_port N` (later segments come from another peer port: a second connection; ringstack's
-//! next SYN sets the ISN anew). `SCRIPT_TRACE=1` prints every segment ringstack sends.
+//! ISN for each peer port is remembered, so scripts may switch back and forth).
+//! `SCRIPT_TRACE=1` prints every segment ringstack sends.
 //!
 //! Set-up lines (before any event): `config KEY=VALUE ...` with keys `mtu`, `rcv_buf`,
 //! `snd_buf`, `min_rto`, `initial_rto`, `delayed_ack`, `time_wait`, `keepalive_idle`,
-//! `keepalive_interval` (all times in ms), `keepalive_probes`, `syn_retries`, `max_retries`,
-//! `initial_window`, `syn_backlog`, the switches `nodelay`, `window_scaling`, `timestamps`,
+//! `keepalive_interval`, `fin_timeout`, `max_rto` (all times in ms), `keepalive_probes`,
+//! `syn_retries`, `synack_retries`, `max_retries`, `initial_window`, `syn_backlog`,
+//! `challenge_ack_limit` (per second), the switches `nodelay`, `window_scaling`, `timestamps`,
 //! `sack`, `syn_cookies` (0/1), `tolerance` (ms, timing slack for `>` lines, default 5),
 //! `peer_isn`, `peer_port`.
 //!
@@ -54,9 +65,12 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
+use ringstack_stack::cx::Cx;
+use ringstack_stack::socket::ReadinessQueue;
 use ringstack_stack::time::{Duration, Instant};
+use ringstack_stack::trace::Tracer;
 use ringstack_stack::{
-    Config, Counter, DropReason, Readiness, SocketHandle, Stack, TcpError, TcpHandle,
+    Config, Counter, Counters, DropReason, Readiness, SocketHandle, Stack, TcpError, TcpHandle,
 };
 
 /// The imaginary peer's address.
@@ -181,6 +195,8 @@ struct Seg {
     len: Num,
     ack: Option<Num>,
     win: Option<Num>,
+    /// Injected with a corrupted TCP checksum.
+    bad_checksum: bool,
     opts: Option<Vec<Opt>>,
 }
 
@@ -220,6 +236,8 @@ struct Run {
     peer_port: u16,
     local_port: u16,
     our_isn: Option<u32>,
+    /// ringstack's ISN per peer port, for scripts that switch between connections.
+    isns: std::collections::HashMap<u16, u32>,
     listener: Option<TcpHandle>,
     conn: Option<TcpHandle>,
     pending: VecDeque<Sent>,
@@ -303,6 +321,7 @@ fn parse_seg(rest: &str) -> R<Seg> {
         len: Num::parse(len)?,
         ack: None,
         win: None,
+        bad_checksum: false,
         opts,
     };
     let mut i = 2;
@@ -311,6 +330,7 @@ fn parse_seg(rest: &str) -> R<Seg> {
         match w[i] {
             "ack" => seg.ack = Some(Num::parse(v)?),
             "win" => seg.win = Some(Num::parse(v)?),
+            "checksum" if *v == "bad" => seg.bad_checksum = true,
             k => return Err(format!("unknown segment field {k:?}")),
         }
         i += 2;
@@ -339,6 +359,7 @@ impl Run {
             peer_port,
             local_port: 0,
             our_isn: None,
+            isns: std::collections::HashMap::new(),
             listener: None,
             conn: None,
             pending: VecDeque::new(),
@@ -532,17 +553,32 @@ impl Run {
             }
             b = b.options(&elems).map_err(|e| format!("options: {e:?}"))?;
         }
+        // Byte k of the peer's stream has relative sequence number k + 1; a SYN's data starts
+        // after the SYN.
+        let first = if seg.flags.syn {
+            start
+        } else {
+            start.wrapping_sub(1)
+        };
         let payload: Vec<u8> = (0..len)
-            .map(|i| peer_byte(start.wrapping_sub(1) as usize + i))
+            .map(|i| peer_byte(first.wrapping_add(i as u32) as usize))
             .collect();
         let mut frame = Vec::new();
         b.write(&mut frame, &payload)
             .map_err(|e| format!("building the segment: {e:?}"))?;
+        if seg.bad_checksum {
+            // Ethernet (14) + IPv4 header (IHL words) + the checksum's offset in TCP (16).
+            let at = 14 + 4 * (frame[14] & 0x0f) as usize + 16;
+            frame[at] ^= 0x5a;
+        }
         self.stack.handle_frame(self.now, &frame);
         self.drain()
     }
 
     fn expect(&mut self, when: When, seg: &Seg) -> R<()> {
+        if seg.bad_checksum {
+            return Err("`checksum bad` is only for injected (`<`) segments".into());
+        }
         let deadline = match when {
             When::At(t) => Instant::from_micros(t.total_micros() as i64) + self.tolerance,
             When::Any => self.now + Duration::from_secs(3600),
@@ -569,8 +605,9 @@ impl Run {
                 ));
             }
         }
-        if s.flags.syn && self.our_isn.is_none() {
+        if s.flags.syn {
             self.our_isn = Some(s.seq);
+            self.isns.insert(self.peer_port, s.seq);
             if self.local_port == 0 {
                 self.local_port = s.sport;
             }
@@ -740,9 +777,14 @@ impl Run {
                 }
                 self.written.extend_from_slice(&data[..got]);
             }
-            ["read", what] => {
+            ["read", what, rest @ ..] => {
                 let c = self.conn()?;
-                let mut buf = vec![0u8; 1 << 20];
+                let size = match rest {
+                    [] => 1 << 20,
+                    ["partial"] => what.parse().map_err(|_| "read N partial")?,
+                    _ => return Err("read N [partial] | EAGAIN | EOF | error".into()),
+                };
+                let mut buf = vec![0u8; size];
                 let expect_err = |e: TcpError| match *what {
                     "ECONNRESET" => e == TcpError::ConnectionReset,
                     "ECONNREFUSED" => e == TcpError::ConnectionRefused,
@@ -772,9 +814,52 @@ impl Run {
                 }
             }
             ["peer_port", port] => {
-                // A second peer connection: new port, and ringstack's next SYN sets a new ISN.
+                // Another peer connection: its port, and ringstack's ISN on it if known (else
+                // its next SYN sets it).
                 self.peer_port = port.parse().map_err(|_| "bad port")?;
-                self.our_isn = None;
+                self.our_isn = self.isns.get(&self.peer_port).copied();
+            }
+            ["state", want] => {
+                let got = self
+                    .stack
+                    .tcp()
+                    .state(self.conn()?)
+                    .map_or_else(|| "gone".to_string(), |s| s.to_string());
+                if got != *want {
+                    return Err(format!("state is {got}, expected {want}"));
+                }
+            }
+            ["keepalive", on @ ("on" | "off")] => {
+                let c = self.conn()?;
+                // The TCP layer takes a context for its readiness and counter side effects;
+                // `set_keepalive` only rearms a timer, so throwaway ones do.
+                let mut counters = Counters::default();
+                let mut tracer = Tracer::new(0);
+                let mut readiness = ReadinessQueue::default();
+                let mut cx = Cx {
+                    now,
+                    frame: 0,
+                    counters: &mut counters,
+                    tracer: &mut tracer,
+                    readiness: &mut readiness,
+                };
+                self.stack
+                    .tcp_mut()
+                    .set_keepalive(&mut cx, c, *on == "on")
+                    .map_err(|e| format!("keepalive: {e}"))?;
+            }
+            ["user_timeout", ms] => {
+                let c = self.conn()?;
+                let t = match *ms {
+                    "off" => None,
+                    n => Some(Duration::from_millis(
+                        n.parse().map_err(|_| "user_timeout MS|off")?,
+                    )),
+                };
+                self.stack
+                    .tcp_mut()
+                    .set_user_timeout(c, t)
+                    .map_err(|e| format!("user_timeout: {e}"))?;
             }
             ["shutdown"] => self
                 .stack
@@ -870,6 +955,10 @@ pub fn run(script: &str) -> Result<(), ScriptError> {
                     "syn_cookies" => config.tcp.syn_cookies = n != 0,
                     "syn_backlog" => config.tcp.syn_backlog = n as usize,
                     "syn_retries" => config.tcp.syn_retries = n as u32,
+                    "synack_retries" => config.tcp.synack_retries = n as u32,
+                    "fin_timeout" => config.tcp.fin_timeout = Duration::from_millis(n),
+                    "max_rto" => config.tcp.max_rto = Duration::from_millis(n),
+                    "challenge_ack_limit" => config.tcp.challenge_ack_limit = n as u32,
                     "max_retries" => config.tcp.max_retries = n as u32,
                     "initial_window" => config.tcp.initial_window = n as u32,
                     "keepalive_idle" => config.tcp.keepalive_idle = Duration::from_millis(n),

@@ -15,3 +15,11 @@
 pub(crate) mod netns;
 pub(crate) mod ring;
 pub(crate) mod socket;
+
+/// Waits up to `timeout` until `fd` is readable (or signals an error condition).
+pub(crate) fn poll_readable(
+    fd: std::os::fd::RawFd,
+    timeout: std::time::Duration,
+) -> std::io::Result<bool> {
+    socket::poll_fd(fd, libc::POLLIN, timeout)
+}

@@ -152,6 +152,7 @@ pub(crate) struct Tcb {
     /// Karn: the segment being timed (its end) and when it was sent.
     pub rtt_timing: Option<(SeqNum, Instant)>,
     pub cc: Congestion,
+    pub cc_alg: super::congestion::Algorithm,
 
     // --- loss recovery
     pub dupacks: u32,
@@ -253,6 +254,7 @@ impl Tcb {
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_timing: None,
             cc: Congestion::new(cfg.congestion, pmtu_mss as u32, cfg.initial_window),
+            cc_alg: cfg.congestion,
             dupacks: 0,
             in_recovery: false,
             recover: iss,
@@ -272,6 +274,38 @@ impl Tcb {
             stats: Stats::default(),
             timer_key: None,
             in_tx_queue: false,
+        }
+    }
+
+    /// Applies per-socket options; only before the SYN is exchanged (buffer sizes fix the
+    /// window scale).
+    pub fn apply_socket_options(
+        &mut self,
+        cfg: &TcpConfig,
+        o: &super::SocketOptions,
+        now: Instant,
+    ) {
+        if let Some(n) = o.rcv_buf.filter(|&n| n > 0) {
+            self.rcv_buf.set_capacity(n);
+            self.rcv_wscale = if cfg.window_scaling { wscale_for(n) } else { 0 };
+        }
+        if let Some(n) = o.snd_buf.filter(|&n| n > 0) {
+            self.snd_buf.set_capacity(n);
+        }
+        if let Some(v) = o.nodelay {
+            self.nodelay = v;
+        }
+        if let Some(v) = o.keepalive {
+            self.keepalive = v;
+            self.timers.keepalive =
+                v.then(|| now + cfg.keepalive_idle.max(Duration::from_millis(1)));
+        }
+        if o.user_timeout.is_some() {
+            self.user_timeout = o.user_timeout;
+        }
+        if let Some(a) = o.congestion {
+            self.cc_alg = a;
+            self.cc = Congestion::new(a, self.smss(), cfg.initial_window);
         }
     }
 
@@ -409,7 +443,7 @@ impl Tcb {
             self.ts_enabled = false;
         }
         let mss = self.smss();
-        self.cc = Congestion::new(cfg.congestion, mss, cfg.initial_window);
+        self.cc = Congestion::new(self.cc_alg, mss, cfg.initial_window);
     }
 
     /// Our timestamp clock: milliseconds plus a per-connection offset (RFC 7323 §5.4).

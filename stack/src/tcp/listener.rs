@@ -10,7 +10,7 @@ use super::reset::RstSpec;
 use super::segment::{fill_checksum, Flags, Segment, SegmentHeader};
 use super::seq::SeqNum;
 use super::state::State;
-use super::{isn, syn_cookie, Socket, TcpLayer, TcpTransmit};
+use super::{isn, syn_cookie, Socket, SocketOptions, TcpLayer, TcpTransmit};
 use crate::counters::{Counter, DropReason};
 use crate::cx::Cx;
 use crate::socket::TcpHandle;
@@ -32,16 +32,24 @@ pub(super) struct Listener {
     pub syn_queue_len: usize,
     /// Established connections waiting for `accept`.
     pub accept_queue: VecDeque<TcpHandle>,
+    /// Options every accepted connection starts with.
+    pub options: SocketOptions,
 }
 
 impl Listener {
-    pub fn new(local: SocketAddrV4, backlog: usize, syn_backlog: usize) -> Listener {
+    pub fn new(
+        local: SocketAddrV4,
+        backlog: usize,
+        syn_backlog: usize,
+        options: SocketOptions,
+    ) -> Listener {
         Listener {
             local,
             backlog,
             syn_backlog: syn_backlog.max(1),
             syn_queue_len: 0,
             accept_queue: VecDeque::new(),
+            options,
         }
     }
 }
@@ -221,10 +229,12 @@ impl TcpLayer {
         let ts_offset = self.ts_secret.hash_tuple(local, remote, 0) as u32;
         let cfg = &self.config;
         let now = cx.now;
+        let opts = l.options;
         let child = self.sockets.insert_with_key(|ch| {
             let mut t = Tcb::new(ch, cfg, local, remote, iss, ts_offset, now);
             t.passive = true;
             t.parent = Some(lh);
+            t.apply_socket_options(cfg, &opts, now);
             t.apply_syn_options(cfg, &h.options, now);
             t.irs = h.seq;
             t.rcv_nxt = h.seq + 1;
@@ -257,10 +267,15 @@ impl TcpLayer {
         let cfg = &self.config;
         let now = cx.now;
         let iss = h.ack - 1;
+        let opts = match self.sockets.get(lh) {
+            Some(Socket::Listener(l)) => l.options,
+            _ => SocketOptions::default(),
+        };
         let child = self.sockets.insert_with_key(|ch| {
             let mut t = Tcb::new(ch, cfg, local, remote, iss, 0, now);
             t.passive = true;
             t.parent = Some(lh);
+            t.apply_socket_options(cfg, &opts, now);
             t.apply_syn_options(
                 cfg,
                 &TcpOptions {

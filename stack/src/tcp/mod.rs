@@ -12,9 +12,10 @@
 //! - timers: [`TcpLayer::handle_timeout`] whenever `now >= poll_at()`;
 //! - egress: [`TcpLayer::poll_transmit`] repeatedly until it returns `None` (after any of the
 //!   other calls, including the application calls);
-//! - the application API (`listen`, `connect`, `accept`, `send`, `recv`, `shutdown`, `close`,
-//!   `abort`, setters and `info`) at any time; readiness changes are pushed to the `Cx`'s
-//!   [`crate::socket::ReadinessQueue`].
+//! - the application API (`listen`/`listen_with`, `connect`/`connect_with`, `accept`, `send`,
+//!   `recv`, `shutdown`, `close`, `abort`, setters and `info`) at any time; readiness changes
+//!   are pushed to the `Cx`'s [`crate::socket::ReadinessQueue`]. Every API call may queue
+//!   segments, so the driver polls `poll_transmit` (and re-reads `poll_at`) after it.
 //!
 //! A handle stays valid until the application calls [`TcpLayer::close`] (or [`TcpLayer::abort`])
 //! *and* the connection is gone (after FIN exchange / TIME-WAIT); a connection that dies on its
@@ -165,6 +166,27 @@ impl Default for TcpConfig {
     }
 }
 
+/// Per-socket options applied when a connection is created (`SO_RCVBUF`, `SO_SNDBUF`,
+/// `TCP_NODELAY`, `SO_KEEPALIVE`, `TCP_USER_TIMEOUT`, `TCP_CONGESTION`). `None` keeps the
+/// [`TcpConfig`] default. Given to [`TcpLayer::connect_with`] or [`TcpLayer::listen_with`] (then
+/// every accepted connection inherits them), because buffer sizes fix the window scale offered
+/// in the SYN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Receive buffer, bytes.
+    pub rcv_buf: Option<usize>,
+    /// Send buffer, bytes.
+    pub snd_buf: Option<usize>,
+    /// Disable Nagle's algorithm.
+    pub nodelay: Option<bool>,
+    /// Enable keepalive probes.
+    pub keepalive: Option<bool>,
+    /// Abort when data stays unacknowledged this long (RFC 5482).
+    pub user_timeout: Option<Duration>,
+    /// Congestion control algorithm.
+    pub congestion: Option<Algorithm>,
+}
+
 /// Errors of the TCP application API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TcpError {
@@ -220,7 +242,8 @@ enum Socket {
 
 type Tuple = (SocketAddrV4, SocketAddrV4);
 
-/// The TCP layer: every TCP socket of a stack, its demux tables and timers.
+/// The TCP layer: every TCP socket of a stack, its demux tables and timers. See the
+/// [module documentation](self) for the call order.
 #[derive(Debug)]
 pub struct TcpLayer {
     config: TcpConfig,
@@ -624,6 +647,16 @@ impl TcpLayer {
     /// Opens a listener on `local` (port must be non-zero; address 0.0.0.0 accepts on every
     /// address) with an accept queue of `backlog` connections.
     pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<TcpHandle, TcpError> {
+        self.listen_with(local, backlog, SocketOptions::default())
+    }
+
+    /// [`TcpLayer::listen`] with options inherited by every accepted connection.
+    pub fn listen_with(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+        options: SocketOptions,
+    ) -> Result<TcpHandle, TcpError> {
         if local.port() == 0 {
             return Err(TcpError::InvalidState);
         }
@@ -637,6 +670,7 @@ impl TcpLayer {
             local,
             backlog.max(1),
             self.config.syn_backlog,
+            options,
         )));
         self.listeners.insert(local, h);
         Ok(h)
@@ -650,6 +684,17 @@ impl TcpLayer {
         cx: &mut Cx<'_>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
+    ) -> Result<TcpHandle, TcpError> {
+        self.connect_with(cx, local, remote, SocketOptions::default())
+    }
+
+    /// [`TcpLayer::connect`] with per-socket options.
+    pub fn connect_with(
+        &mut self,
+        cx: &mut Cx<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        options: SocketOptions,
     ) -> Result<TcpHandle, TcpError> {
         if remote.port() == 0 || remote.ip().is_unspecified() || local.ip().is_unspecified() {
             return Err(TcpError::InvalidState);
@@ -682,6 +727,7 @@ impl TcpLayer {
         let now = cx.now;
         let h = self.sockets.insert_with_key(|h| {
             let mut t = Tcb::new(h, cfg, local, remote, iss, ts_offset, now);
+            t.apply_socket_options(cfg, &options, now);
             t.state = State::SynSent;
             Socket::Conn(Box::new(t))
         });
@@ -864,7 +910,8 @@ impl TcpLayer {
         Ok(())
     }
 
-    /// `SO_RCVBUF`: only before the handshake (the window scale is chosen from it).
+    /// `SO_RCVBUF`: only before the SYN is sent (the window scale is chosen from it), i.e. right
+    /// after `connect` and before the next `poll_transmit`; prefer [`TcpLayer::connect_with`].
     pub fn set_recv_buffer(&mut self, h: TcpHandle, bytes: usize) -> Result<(), TcpError> {
         let ws = self.config.window_scaling;
         let t = self.tcb_mut(h)?;

@@ -310,7 +310,12 @@ impl Tcb {
         let nxt = self.snd_nxt;
         let data_end = self.data_end();
         let avail = data_end.since(nxt);
-        let wnd_room = (self.snd_una + self.snd_wnd).since(nxt);
+        let mut wnd_room = (self.snd_una + self.snd_wnd).since(nxt);
+        if nxt == self.snd_una && nxt < self.snd_max {
+            // RTO retransmission of the head: send it even beyond a (zero) window, as Linux
+            // does; otherwise a lost window-opening ACK would leave nothing to elicit a new one.
+            wnd_room = wnd_room.max(max_payload);
+        }
         let mss = self.smss();
         let mut allowance = self.cc_cwnd();
         if !self.in_recovery && (1..3).contains(&self.dupacks) {

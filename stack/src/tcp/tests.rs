@@ -84,6 +84,8 @@ struct Net {
     log: Option<Vec<(bool, Vec<u8>)>>,
     /// Drop everything going to B (a "dead" peer).
     blackhole_b: bool,
+    /// Drop everything going to A.
+    blackhole_a: bool,
     /// Drop these data segments A→B (counted from 0, first transmissions and retransmissions
     /// alike).
     drop_a_data: Vec<usize>,
@@ -102,6 +104,7 @@ impl Net {
             latency: Duration::from_millis(1),
             log: None,
             blackhole_b: false,
+            blackhole_a: false,
             drop_a_data: Vec::new(),
             a_data_count: 0,
         }
@@ -142,7 +145,7 @@ impl Net {
                 if let Some(log) = &mut self.log {
                     log.push((to_b, buf.clone()));
                 }
-                if to_b && self.blackhole_b {
+                if (to_b && self.blackhole_b) || (!to_b && self.blackhole_a) {
                     continue;
                 }
                 if to_b && buf.len() > 20 + 4 * 3 + 12 {
@@ -292,7 +295,18 @@ impl Net {
             }
             server.is_some() && n.a.tcp.state(c) == Some(State::Established)
         });
-        assert!(ok, "handshake did not complete");
+        assert!(
+            ok,
+            "handshake did not complete: client {:?}, server sockets {:?}\nA {}\nB {}",
+            self.a.tcp.info(c),
+            self.b
+                .tcp
+                .handles()
+                .map(|h| self.b.tcp.info(h))
+                .collect::<Vec<_>>(),
+            self.a.counters,
+            self.b.counters,
+        );
         (c, server.unwrap())
     }
 }
@@ -779,6 +793,38 @@ fn zero_window_then_reopen() {
 }
 
 #[test]
+fn lost_zero_window_ack_is_recovered_by_rto_beyond_the_window() {
+    let small = |s| TcpConfig {
+        seed: s,
+        rcv_buf: 8 * 1024,
+        ..Default::default()
+    };
+    let mut net = Net::new(small(1), small(2), 26, Impair::default());
+    let (c, s) = net.establish();
+    let data = pattern(20_000, 6);
+    let sent = net
+        .a
+        .with(net.now, |tcp, cx| tcp.send(cx, c, &data))
+        .unwrap();
+    assert_eq!(sent, 20_000);
+    // Every ACK from B (including the one closing the window) is lost for a while.
+    net.blackhole_a = true;
+    net.run_until(Duration::from_millis(100), |_| false);
+    net.blackhole_a = false;
+    net.run_until(Duration::from_secs(30), |_| false);
+    assert_eq!(net.a.tcp.state(c), Some(State::Established));
+    assert_eq!(
+        net.a.tcp.info(c).unwrap().snd_wnd,
+        0,
+        "A learned of the zero window"
+    );
+    assert_eq!(net.a.tcp.info(c).unwrap().bytes_acked, 8 * 1024);
+    let mut flows = [Flow::new(true, c, s, data)];
+    flows[0].sent = sent;
+    transfer(&mut net, &mut flows, Duration::from_secs(60));
+}
+
+#[test]
 fn rst_abort_resets_the_peer() {
     let mut net = Net::pair(12, Impair::default());
     let (c, s) = net.establish();
@@ -1174,6 +1220,63 @@ fn listener_info_and_close_resets_pending_children() {
     assert_eq!(net.a.tcp.take_error(c), Some(TcpError::ConnectionReset));
 }
 
+/// Heavier impairment over a longer path; `RINGSTACK_TCP_STRESS_SEEDS` raises the seed count.
+#[test]
+fn stress_heavy_loss_long_delay() {
+    let seeds: u64 = std::env::var("RINGSTACK_TCP_STRESS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let first: u64 = std::env::var("RINGSTACK_TCP_STRESS_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + seeds {
+        eprintln!("seed {seed}");
+        let impair = Impair {
+            loss: 0.15,
+            dup: 0.05,
+            reorder: 0.2,
+            corrupt: 0.02,
+        };
+        let cfg = |s: u64| TcpConfig {
+            seed: s,
+            sack: !s.is_multiple_of(3),
+            timestamps: s.is_multiple_of(2),
+            congestion: if s % 4 == 1 {
+                Algorithm::NewReno
+            } else {
+                Algorithm::Cubic
+            },
+            rcv_buf: if s.is_multiple_of(5) {
+                20_000
+            } else {
+                256 * 1024
+            },
+            ..Default::default()
+        };
+        let mut net = Net::new(cfg(seed * 2), cfg(seed * 2 + 1), seed, Impair::default());
+        net.latency = Duration::from_millis(20);
+        // A handshake under 15% loss can legitimately fail (a lost final ACK plus five lost
+        // answers to SYN-ACK retransmissions): impair the link once established.
+        let (c, s) = net.establish();
+        net.impair = impair;
+        let mut flows = [
+            Flow::new(true, c, s, pattern(150_000, seed as u8)),
+            Flow::new(false, s, c, pattern(150_000, !(seed as u8))),
+        ];
+        transfer(&mut net, &mut flows, Duration::from_secs(3000));
+        close_both(&mut net, c, s);
+        net.run_idle(Duration::from_secs(3000));
+        assert_eq!(net.a.tcp.socket_count(), 0, "seed {seed}");
+        assert_eq!(
+            net.b.tcp.socket_count(),
+            1,
+            "seed {seed}: only the listener"
+        );
+    }
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
@@ -1278,4 +1381,217 @@ mod fuzz {
             net.run_idle(Duration::from_secs(3600));
         }
     }
+}
+
+#[test]
+fn idle_connections_are_cheap() {
+    // The TCB is boxed; buffers are allocated on first use.
+    let size = core::mem::size_of::<connection::Tcb>();
+    assert!(size < 1024, "TCB is {size} bytes");
+    let mut net = Net::pair(27, Impair::default());
+    let (c, _s) = net.establish();
+    let t = net.a.tcp.tcb(c).unwrap();
+    assert_eq!((t.snd_buf.len(), t.rcv_buf.len()), (0, 0));
+}
+
+/// Scripted: segments built by hand, replies checked field by field.
+mod scripted {
+    use super::*;
+
+    fn seg(hdr: SegmentHeader, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; hdr.header_len() + payload.len()];
+        let n = hdr.emit(&mut b);
+        b[n..].copy_from_slice(payload);
+        fill_checksum(IP_A, IP_B, &mut b);
+        b
+    }
+
+    fn out(side: &mut Side, now: Instant) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        loop {
+            let mut buf = vec![0u8; 1480];
+            match side.with(now, |tcp, cx| tcp.poll_transmit(cx, &mut buf)) {
+                Some(t) => {
+                    buf.truncate(t.len);
+                    v.push(buf);
+                }
+                None => return v,
+            }
+        }
+    }
+
+    fn parse(b: &[u8]) -> SegmentHeader {
+        Segment::parse(IP_B, IP_A, b).unwrap().hdr
+    }
+
+    #[test]
+    fn rst_replies_follow_rfc9293_3_10_7_1() {
+        let mut b = Side::new(IP_B, TcpConfig::default());
+        let now = Instant::from_secs(1);
+        // SYN (no ACK) to a closed port: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+        let syn = SegmentHeader {
+            src_port: 1234,
+            dst_port: 81,
+            seq: SeqNum(1000),
+            flags: Flags::SYN,
+            window: 100,
+            ..Default::default()
+        };
+        b.with(now, |tcp, cx| {
+            tcp.handle_segment(cx, IP_A, IP_B, &seg(syn, b""))
+        });
+        let r = out(&mut b, now);
+        assert_eq!(r.len(), 1);
+        let h = parse(&r[0]);
+        assert_eq!(
+            (h.src_port, h.dst_port, h.seq, h.ack, h.flags),
+            (81, 1234, SeqNum(0), SeqNum(1001), Flags::RST | Flags::ACK)
+        );
+        // ACK with data: <SEQ=SEG.ACK><CTL=RST>
+        let ack = SegmentHeader {
+            src_port: 1234,
+            dst_port: 81,
+            seq: SeqNum(5),
+            ack: SeqNum(777),
+            flags: Flags::ACK,
+            ..Default::default()
+        };
+        b.with(now, |tcp, cx| {
+            tcp.handle_segment(cx, IP_A, IP_B, &seg(ack, b"xyz"))
+        });
+        let h = parse(&out(&mut b, now)[0]);
+        assert_eq!((h.seq, h.flags), (SeqNum(777), Flags::RST));
+        assert_eq!(b.counters.get(Counter::TcpOutRsts), 2);
+    }
+
+    #[test]
+    fn syn_ack_answers_only_the_offered_options_and_paws_drops_old_timestamps() {
+        let mut b = Side::new(IP_B, TcpConfig::default());
+        let now = Instant::from_secs(1);
+        b.tcp.listen(SocketAddrV4::new(IP_B, 80), 8).unwrap();
+        // A SYN offering MSS 1000 and timestamps only.
+        let mut syn = SegmentHeader {
+            src_port: 4000,
+            dst_port: 80,
+            seq: SeqNum(100),
+            flags: Flags::SYN,
+            window: 65535,
+            ..Default::default()
+        };
+        syn.options.mss = Some(1000);
+        syn.options.timestamps = Some((500, 0));
+        b.with(now, |tcp, cx| {
+            tcp.handle_segment(cx, IP_A, IP_B, &seg(syn, b""))
+        });
+        let r = out(&mut b, now);
+        assert_eq!(r.len(), 1);
+        let sa = parse(&r[0]);
+        assert_eq!(sa.flags, Flags::SYN | Flags::ACK);
+        assert_eq!(sa.ack, SeqNum(101));
+        assert_eq!(sa.options.mss, Some(1460));
+        assert_eq!(sa.options.wscale, None, "not offered, not answered");
+        assert!(!sa.options.sack_permitted);
+        let (tsval, tsecr) = sa.options.timestamps.unwrap();
+        assert_eq!(tsecr, 500);
+        // Complete the handshake, then send data with an older timestamp: PAWS drops it.
+        let mut ack = SegmentHeader {
+            src_port: 4000,
+            dst_port: 80,
+            seq: SeqNum(101),
+            ack: sa.seq + 1,
+            flags: Flags::ACK,
+            window: 65535,
+            ..Default::default()
+        };
+        ack.options.timestamps = Some((600, tsval));
+        b.with(now, |tcp, cx| {
+            tcp.handle_segment(cx, IP_A, IP_B, &seg(ack, b""))
+        });
+        let mut old = ack;
+        old.options.timestamps = Some((550, tsval));
+        b.with(now, |tcp, cx| {
+            tcp.handle_segment(cx, IP_A, IP_B, &seg(old, b"stale"))
+        });
+        assert_eq!(b.counters.drops(DropReason::TcpPawsRejected), 1);
+        let r = out(&mut b, now);
+        assert_eq!(r.len(), 1, "a duplicate ACK answers the PAWS drop");
+        assert_eq!(parse(&r[0]).ack, SeqNum(101));
+        // Full-sized data segments respect the peer's MSS minus the timestamp option.
+        let l = b
+            .tcp
+            .handles()
+            .find(|&h| b.tcp.state(h) == Some(State::Listen))
+            .unwrap();
+        let s = b.tcp.accept(l).unwrap();
+        b.with(now, |tcp, cx| tcp.send(cx, s, &[1u8; 5000]))
+            .unwrap();
+        let r = out(&mut b, now);
+        assert!(r.len() >= 3);
+        assert_eq!(
+            Segment::parse(IP_B, IP_A, &r[0]).unwrap().payload.len(),
+            1000 - 12
+        );
+    }
+}
+
+#[test]
+fn socket_options_apply_to_connect_and_accepted_children() {
+    let mut net = Net::pair(28, Impair::default());
+    let opts = SocketOptions {
+        rcv_buf: Some(60_000),
+        congestion: Some(Algorithm::NewReno),
+        ..Default::default()
+    };
+    let l = net
+        .b
+        .tcp
+        .listen_with(SocketAddrV4::new(IP_B, 80), 4, opts)
+        .unwrap();
+    let copts = SocketOptions {
+        rcv_buf: Some(1 << 20),
+        nodelay: Some(true),
+        ..Default::default()
+    };
+    let now = net.now;
+    let c = net
+        .a
+        .with(now, |tcp, cx| {
+            tcp.connect_with(
+                cx,
+                SocketAddrV4::new(IP_A, 0),
+                SocketAddrV4::new(IP_B, 80),
+                copts,
+            )
+        })
+        .unwrap();
+    let mut s = None;
+    net.run_until(Duration::from_secs(5), |n| {
+        s = s.or_else(|| n.b.tcp.accept(l).ok());
+        s.is_some() && n.a.tcp.state(c) == Some(State::Established)
+    });
+    let (ci, si) = (
+        net.a.tcp.info(c).unwrap(),
+        net.b.tcp.info(s.unwrap()).unwrap(),
+    );
+    assert_eq!(ci.wscale, Some((5, 0)));
+    assert_eq!(si.wscale, Some((0, 5)));
+    assert_eq!(si.congestion, "reno");
+    assert_eq!(ci.snd_wnd, 60_000);
+    let mut flows = [Flow::new(true, c, s.unwrap(), pattern(300_000, 3))];
+    transfer(&mut net, &mut flows, Duration::from_secs(30));
+}
+
+#[test]
+fn bulk_transfer_is_window_limited_not_timer_limited() {
+    // 4 MB over a 10 ms RTT path with 256 KiB windows: slow start doubles per RTT even though
+    // the simulated link delivers each window in one batch (one ACK per RTT), then the window
+    // allows ~26 MB/s: ~200 ms of virtual time (no waiting on delayed ACKs, Nagle or persist).
+    let mut net = Net::pair(29, Impair::default());
+    net.latency = Duration::from_millis(5);
+    let (c, s) = net.establish();
+    let t0 = net.now;
+    let mut flows = [Flow::new(true, c, s, pattern(4 << 20, 7))];
+    transfer(&mut net, &mut flows, Duration::from_secs(60));
+    let took = net.now - t0;
+    assert!(took < Duration::from_millis(300), "took {took}");
 }

@@ -25,10 +25,15 @@ impl NewReno {
     }
 }
 
-/// RFC 5681 §3.1 slow start with appropriate byte counting (L = 2 segments, RFC 3465); returns
-/// the bytes left over once cwnd reaches ssthresh.
+/// RFC 5681 §3.1 slow start with byte counting (RFC 3465); returns the bytes left over once
+/// cwnd reaches ssthresh.
+///
+/// RFC 3465's limit of L = 2*SMSS per ACK assumes an ACK every other segment; with ACKs
+/// coalesced by batched receive (GRO, packet rings) the window would then grow linearly. Like
+/// Linux, we count every acknowledged byte, but never more than the current cwnd per ACK, so
+/// one huge cumulative ACK (after an RTO) can at most double the window.
 pub(super) fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32) -> u32 {
-    let inc = acked.min(2 * mss);
+    let inc = acked.min((*cwnd).max(2 * mss));
     let room = ssthresh.saturating_sub(*cwnd);
     if inc <= room {
         *cwnd = cwnd.saturating_add(inc);

@@ -1,0 +1,97 @@
+//! The options every networked subcommand shares (`--nic`, `--addr`, `--gateway`, `--mac`,
+//! `--pcap`), and opening the NIC they name.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ringstack_nic::{Nic, PcapNic, PnetNic, RingNic, TapNic};
+use ringstack_stack::config::Mac;
+use ringstack_stack::Config;
+
+/// Where the stack runs and who it is.
+#[derive(Args, Debug, Clone)]
+pub struct NetOpts {
+    /// The NIC: `ring:IFACE` (AF_PACKET TPACKET_V3 mmap ring), `tap:NAME` (TAP device) or
+    /// `pnet:IFACE` (plain packet socket).
+    #[arg(long, value_name = "KIND:NAME")]
+    pub nic: String,
+    /// Our IPv4 address and prefix, e.g. 198.18.0.2/24.
+    #[arg(long, default_value = "198.18.0.2/24")]
+    pub addr: String,
+    /// Next hop for destinations outside the subnet.
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Our MAC address (default: the NIC's; a TAP needs one: 02:00:00:00:00:02).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Write every frame sent and received to this pcap file.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+}
+
+fn parse_mac(s: &str) -> Result<Mac> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        bail!("bad MAC {s:?}: expected six hex bytes like 02:00:00:00:00:02");
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {s:?}"))?;
+    }
+    Ok(mac)
+}
+
+impl NetOpts {
+    /// Opens the NIC (wrapped in a pcap writer if asked).
+    pub fn open_nic(&self) -> Result<Box<dyn Nic>> {
+        let (kind, name) = self.nic.split_once(':').with_context(|| {
+            format!("--nic {:?}: expected KIND:NAME, e.g. ring:veth1", self.nic)
+        })?;
+        let nic: Box<dyn Nic> = match kind {
+            "ring" => Box::new(RingNic::open(name)?),
+            "tap" => Box::new(TapNic::create(name)?),
+            "pnet" => Box::new(PnetNic::open(name)?),
+            _ => bail!(
+                "--nic {:?}: unknown kind {kind:?}: use ring, tap or pnet",
+                self.nic
+            ),
+        };
+        Ok(match &self.pcap {
+            Some(path) => Box::new(
+                PcapNic::create(nic, path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => nic,
+        })
+    }
+
+    /// The stack configuration these options describe.
+    pub fn config(&self) -> Result<Config> {
+        let (ip, prefix) = self.addr.split_once('/').with_context(|| {
+            format!(
+                "--addr {:?}: expected ADDRESS/PREFIX, e.g. 198.18.0.2/24",
+                self.addr
+            )
+        })?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .with_context(|| format!("--addr {:?}: bad address", self.addr))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .with_context(|| format!("--addr {:?}: prefix must be 0..=32", self.addr))?;
+        let mac = match &self.mac {
+            Some(m) => parse_mac(m)?,
+            // A TAP's own MAC belongs to the kernel side; pick a locally administered one.
+            None if self.nic.starts_with("tap:") => [0x02, 0, 0, 0, 0, 0x02],
+            None => [0; 6],
+        };
+        let mut c = Config::new(mac, ip, prefix);
+        c.gateway = self.gateway;
+        c.seed = std::process::id() as u64 ^ 0x7269_6e67;
+        Ok(c)
+    }
+}
