@@ -1,0 +1,399 @@
+//! The lab acceptance tests: ringstack on each NIC backend (AF_PACKET ring, pnet, TAP) in a
+//! private network namespace, talked to by the kernel's own tools — ping, arping, curl, nc,
+//! Python — and talking to them as a client, every transfer checked by SHA-256, a capture of
+//! ringstack's frames checked by tshark, and nothing left behind.
+//!
+//! Needs root (CAP_NET_ADMIN/CAP_NET_RAW) and the lab's Debian packages (`scripts/test.sh`
+//! installs them). Without them the tests print why and pass, unless `RINGSTACK_REQUIRE_LAB=1`
+//! (CI) makes them fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ringstack_nic::lab::{lab_namespaces, Lab, LabError, LabLink};
+use sha2::{Digest, Sha256};
+
+const RS: &str = "198.18.0.2";
+const KERNEL: &str = "198.18.0.1";
+
+fn sha256_file(p: &Path) -> String {
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    hex(&Sha256::digest(&data))
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The lab, or `None` (test skipped) when this machine cannot host it.
+fn lab_or_skip(link: LabLink) -> Option<Lab> {
+    match Lab::create(link) {
+        Ok(lab) => Some(lab),
+        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
+            if std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1") {
+                panic!("lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}");
+            }
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("lab setup failed: {e}"),
+    }
+}
+
+/// A process started in the lab, ended by PID (SIGTERM, then SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+    name: &'static str,
+}
+
+impl Proc {
+    fn stop(&mut self) -> std::process::ExitStatus {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return s;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop on SIGTERM: killing it", self.name);
+        let _ = self.child.kill();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `ringstack serve` in the lab; its stdout lines are collected.
+fn start_server(lab: &Lab, root: &Path) -> (Proc, Arc<Mutex<Vec<String>>>) {
+    let mut child = lab
+        .command(env!("CARGO_BIN_EXE_ringstack"))
+        .args([
+            "serve",
+            "--nic",
+            lab.link().nic_spec(),
+            "--addr",
+            "198.18.0.2/24",
+            "--http-root",
+        ])
+        .arg(root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn ringstack serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let proc = Proc {
+        child,
+        name: "ringstack serve",
+    };
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.contains("ready"),
+        "serve did not print ready: {first:?}"
+    );
+    let log = Arc::new(Mutex::new(vec![first]));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (proc, log)
+}
+
+/// Runs a shell command in the lab with a time limit; panics with its output if it fails.
+fn sh_ok(lab: &Lab, what: &str, script: &str) -> Output {
+    let t = Instant::now();
+    let out = lab.sh(&format!("timeout 120 {script}")).expect("spawn sh");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {script}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("  {what}: ok in {secs:.2} s");
+    out
+}
+
+fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut data = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
+    let p = dir.join(name);
+    std::fs::write(&p, &data).expect("write test file");
+    p
+}
+
+/// Waits until `cond` or panics after `secs`.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const PYTHON_CLIENTS: &str = r#"
+import asyncio, os, sys
+N = int(sys.argv[1])
+async def one(i):
+    r, w = await asyncio.open_connection('198.18.0.2', 7)
+    data = os.urandom(1000 + i)
+    w.write(data)
+    await w.drain()
+    got = await r.readexactly(len(data))
+    w.close()
+    return got == data
+async def main():
+    res = await asyncio.gather(*(one(i) for i in range(N)))
+    print("correct", sum(res), "of", N)
+    sys.exit(0 if all(res) else 1)
+asyncio.run(asyncio.wait_for(main(), 90))
+"#;
+
+fn acceptance(link: LabLink) {
+    let Some(mut lab) = lab_or_skip(link) else {
+        return;
+    };
+    let ns = lab.name().to_string();
+    eprintln!("lab {ns} on {}", link.nic_spec());
+    let dir = std::env::temp_dir().join(format!("ringstack-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = random_file(&dir, "big.bin", 10 << 20, 1);
+    let fifty = random_file(&dir, "fifty.bin", 50 << 20, 2);
+    let twenty = random_file(&dir, "twenty.bin", 20 << 20, 3);
+    let d = dir.display();
+    let kif = link.kernel_if();
+
+    // Capture ringstack's frames on the kernel side while ping, arping and curl run.
+    let cap = dir.join("run.pcap");
+    let mut capture = Proc {
+        child: lab
+            .command("tshark")
+            .args(["-q", "-i", kif, "-w"])
+            .arg(&cap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tshark"),
+        name: "tshark",
+    };
+    wait_for(20, "the capture to start", || cap.exists());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (mut server, log) = start_server(&lab, &dir);
+    let out = sh_ok(&lab, "ping", &format!("ping -c 200 -i 0.01 -q {RS}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "ping lost packets: {text}"
+    );
+    sh_ok(&lab, "arping", &format!("arping -c 3 -I {kif} {RS}"));
+    sh_ok(
+        &lab,
+        "curl 10 MB",
+        &format!("curl -sf -o {d}/got.bin http://{RS}/big.bin"),
+    );
+    assert_eq!(
+        sha256_file(&dir.join("got.bin")),
+        sha256_file(&big),
+        "curl: bytes differ"
+    );
+    let out = sh_ok(
+        &lab,
+        "curl 404",
+        &format!("curl -s -o /dev/null -w '%{{http_code}}' http://{RS}/nope"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    std::thread::sleep(Duration::from_millis(500));
+    capture.stop();
+
+    // Every frame ringstack sent parses, and every checksum is right (tshark validates them).
+    let filter = format!(
+        "(ip.src=={RS} || arp.src.proto_ipv4=={RS}) && (_ws.malformed || _ws.expert.severity==error || \
+         ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0)"
+    );
+    let check = |extra_filter: &str| -> usize {
+        let out = Command::new("tshark")
+            .args(["-r"])
+            .arg(&cap)
+            .args([
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "udp.check_checksum:TRUE",
+                "-Y",
+                extra_filter,
+            ])
+            .output()
+            .expect("tshark -r");
+        assert!(
+            out.status.success(),
+            "tshark -r failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let ours = check(&format!("ip.src=={RS}"));
+    assert!(
+        ours > 5000,
+        "the capture should hold ringstack's frames ({ours})"
+    );
+    let bad = check(&filter);
+    assert_eq!(
+        bad, 0,
+        "tshark found {bad} malformed frames or bad checksums among ringstack's {ours}"
+    );
+    eprintln!("  tshark: {ours} frames from ringstack, 0 malformed, 0 bad checksums");
+
+    sh_ok(
+        &lab,
+        "nc 50 MB to discard",
+        &format!("nc -N {RS} 9 < {}", fifty.display()),
+    );
+    let want = format!("{} bytes sha256 {}", 50 << 20, sha256_file(&fifty));
+    wait_for(30, "discard's report of the 50 MB", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("discard:") && l.ends_with(&want))
+    });
+    sh_ok(
+        &lab,
+        "nc 20 MB through echo",
+        &format!("nc -N {RS} 7 < {} > {d}/echo.bin", twenty.display()),
+    );
+    assert_eq!(
+        sha256_file(&dir.join("echo.bin")),
+        sha256_file(&twenty),
+        "echo: bytes differ"
+    );
+    let script = dir.join("clients.py");
+    std::fs::write(&script, PYTHON_CLIENTS).unwrap();
+    let out = sh_ok(
+        &lab,
+        "python 500 concurrent echo clients",
+        &format!("python3 {} 500", script.display()),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("correct 500 of 500"));
+    let status = server.stop();
+    assert!(status.success(), "serve exited with {status}");
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("shutting down")),
+        "serve printed no counters: {log:?}"
+    );
+
+    // ringstack as the client.
+    let mut http = Proc {
+        child: lab
+            .command("python3")
+            .args(["-m", "http.server", "8000", "--bind", KERNEL, "--directory"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python http.server"),
+        name: "http.server",
+    };
+    wait_for(20, "http.server", || {
+        lab.sh(&format!("curl -sf -o /dev/null http://{KERNEL}:8000/"))
+            .is_ok_and(|o| o.status.success())
+    });
+    let exe = env!("CARGO_BIN_EXE_ringstack");
+    let nic = link.nic_spec();
+    sh_ok(
+        &lab,
+        "ringstack get 10 MB",
+        &format!("{exe} get --nic {nic} --addr 198.18.0.2/24 http://{KERNEL}:8000/big.bin -o {d}/got2.bin"),
+    );
+    assert_eq!(
+        sha256_file(&dir.join("got2.bin")),
+        sha256_file(&big),
+        "get: bytes differ"
+    );
+    http.stop();
+    let mut listener = Proc {
+        child: lab
+            .command("sh")
+            .args(["-c", &format!("nc -d -l {KERNEL} 9000 > {d}/sent.bin")])
+            .spawn()
+            .expect("nc -l"),
+        name: "nc -l",
+    };
+    wait_for(20, "nc -l", || {
+        lab.sh("ss -ltn 'sport = :9000' | grep -q 9000")
+            .is_ok_and(|o| o.status.success())
+    });
+    sh_ok(
+        &lab,
+        "ringstack send 20 MB",
+        &format!(
+            "{exe} send --nic {nic} --addr 198.18.0.2/24 {KERNEL}:9000 {}",
+            twenty.display()
+        ),
+    );
+    wait_for(30, "nc -l to finish", || {
+        matches!(listener.child.try_wait(), Ok(Some(_)))
+    });
+    listener.stop();
+    assert_eq!(
+        sha256_file(&dir.join("sent.bin")),
+        sha256_file(&twenty),
+        "send: bytes differ"
+    );
+
+    // Nothing left behind.
+    lab.teardown();
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !lab_namespaces().contains(&ns),
+        "namespace {ns} left behind"
+    );
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for dev in ["veth0", "veth1", "rstap0"] {
+        assert!(
+            !links.contains(&format!(": {dev}")),
+            "{dev} left in the root namespace"
+        );
+    }
+}
+
+#[test]
+fn lab_ring_backend_with_linux_tools() {
+    acceptance(LabLink::VethRing);
+}
+
+#[test]
+fn lab_pnet_backend_with_linux_tools() {
+    acceptance(LabLink::VethPnet);
+}
+
+#[test]
+fn lab_tap_backend_with_linux_tools() {
+    acceptance(LabLink::Tap);
+}
