@@ -79,6 +79,7 @@ pub fn get(args: &GetArgs) -> Result<()> {
     let (remote, path) = parse_url(&args.url)?;
     let config = args.net.config()?;
     let mut rt = Runtime::new(args.net.open_nic()?, config)?;
+    rt.set_busy_poll(args.net.busy_poll);
     let now = rt.now();
     let conn = rt.stack().tcp_connect(now, remote, 0)?;
     let request = format!(
@@ -166,6 +167,7 @@ pub fn send(args: &SendArgs) -> Result<()> {
     };
     let config = args.net.config()?;
     let mut rt = Runtime::new(args.net.open_nic()?, config)?;
+    rt.set_busy_poll(args.net.busy_poll);
     let now = rt.now();
     let conn = rt.stack().tcp_connect(now, args.target, 0)?;
     let deadline = now + Duration::from_secs(args.timeout);

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod demo;
+mod iperf_client;
 mod labcmd;
 mod netopts;
 mod render;
@@ -45,6 +46,9 @@ enum Command {
     /// Create a private network namespace with a veth pair (or TAP), run `serve` in it and
     /// print how to reach it; Ctrl-C removes everything. Needs root.
     Lab(labcmd::LabArgs),
+    /// Run an iperf3 TCP test against an iperf3 server (a real `iperf3 -s` or `ringstack
+    /// serve`) with the stack on a NIC: `-t`/`-n`, `-l`, `-P`, `-R`, `--json`.
+    Iperf(iperf_client::IperfArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Get(args) => client::get(&args),
         Command::Send(args) => client::send(&args),
         Command::Lab(args) => labcmd::run(&args),
+        Command::Iperf(args) => iperf_client::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

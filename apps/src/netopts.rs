@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ringstack_nic::{Nic, PcapNic, PnetNic, RingNic, TapNic};
+use ringstack_nic::{ImpairNic, Impairment, Nic, PcapNic, PnetNic, RingConfig, RingNic, TapNic};
 use ringstack_stack::config::Mac;
 use ringstack_stack::Config;
 
@@ -29,6 +29,23 @@ pub struct NetOpts {
     /// Write every frame sent and received to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// ring: bytes per TPACKET_V3 block (a power-of-two multiple of the page size).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub ring_block_size: usize,
+    /// ring: number of RX blocks.
+    #[arg(long, default_value_t = 8)]
+    pub ring_blocks: usize,
+    /// ring: send with PACKET_QDISC_BYPASS (skip the kernel's queueing discipline).
+    #[arg(long)]
+    pub qdisc_bypass: bool,
+    /// Impair traffic both ways inside the NIC layer (this kernel has no netem), e.g.
+    /// `loss=5%,dup=1%,reorder=2%,corrupt=0.5%,delay=1ms,seed=7`.
+    #[arg(long)]
+    pub impair: Option<String>,
+    /// Spin on the NIC instead of sleeping in poll() between frames (lower latency, one busy
+    /// core).
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 fn parse_mac(s: &str) -> Result<Mac> {
@@ -50,13 +67,29 @@ impl NetOpts {
             format!("--nic {:?}: expected KIND:NAME, e.g. ring:veth1", self.nic)
         })?;
         let nic: Box<dyn Nic> = match kind {
-            "ring" => Box::new(RingNic::open(name)?),
+            "ring" => Box::new(RingNic::with_config(
+                name,
+                RingConfig {
+                    block_size: self.ring_block_size,
+                    block_count: self.ring_blocks,
+                    qdisc_bypass: self.qdisc_bypass,
+                    ..RingConfig::default()
+                },
+            )?),
             "tap" => Box::new(TapNic::create(name)?),
             "pnet" => Box::new(PnetNic::open(name)?),
             _ => bail!(
                 "--nic {:?}: unknown kind {kind:?}: use ring, tap or pnet",
                 self.nic
             ),
+        };
+        let nic: Box<dyn Nic> = match &self.impair {
+            Some(spec) => {
+                let imp: Impairment = spec.parse().with_context(|| format!("--impair {spec:?}"))?;
+                let seed = imp.seed.unwrap_or(0);
+                Box::new(ImpairNic::new(nic, imp.clone(), imp, seed))
+            }
+            None => nic,
         };
         Ok(match &self.pcap {
             Some(path) => Box::new(

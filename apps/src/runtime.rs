@@ -19,6 +19,7 @@ pub struct Runtime {
     host: Host<Box<dyn Nic>>,
     clock: SystemClock,
     stop: Arc<AtomicBool>,
+    busy_poll: bool,
 }
 
 impl Runtime {
@@ -33,7 +34,13 @@ impl Runtime {
             host: Host::new(nic, config, clock.now()),
             clock,
             stop,
+            busy_poll: false,
         })
+    }
+
+    /// Spin instead of sleeping on the NIC's descriptor between rounds.
+    pub fn set_busy_poll(&mut self, on: bool) {
+        self.busy_poll = on;
     }
 
     /// The stack.
@@ -64,7 +71,7 @@ impl Runtime {
                 break;
             }
             busy |= self.host.poll(now)?;
-            if busy {
+            if busy || self.busy_poll {
                 continue;
             }
             let now = self.clock.now();

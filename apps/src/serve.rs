@@ -17,7 +17,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub net: NetOpts,
     /// Services to run, comma-separated: echo (TCP+UDP 7), discard (TCP 9), http (TCP 80).
-    #[arg(long, default_value = "echo,discard,http")]
+    #[arg(long, default_value = "echo,discard,http,iperf")]
     pub services: String,
     /// Directory the http service serves files from (without it: a built-in page at /).
     #[arg(long)]
@@ -29,6 +29,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let config = args.net.config()?;
     let nic = args.net.open_nic()?;
     let mut rt = Runtime::new(nic, config)?;
+    rt.set_busy_poll(args.net.busy_poll);
     let mut services: Vec<Box<dyn Service>> = Vec::new();
     for name in args
         .services
@@ -41,6 +42,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             "echo" => Box::new(Echo::new(stack, 7)?),
             "discard" => Box::new(Discard::new(stack, 9)?),
             "http" => Box::new(Http::new(stack, 80, args.http_root.clone())?),
+            "iperf" => Box::new(crate::services::iperf::Iperf::new(
+                stack,
+                crate::services::iperf::PORT,
+            )?),
             other => bail!("--services: unknown service {other:?}: use echo, discard, http"),
         });
     }

@@ -38,6 +38,7 @@ use std::os::fd::RawFd;
 use smoltcp::time::Instant;
 
 mod error;
+pub mod impair;
 pub mod lab;
 pub mod memory;
 pub mod pcap;
@@ -48,6 +49,7 @@ mod sys;
 pub mod tap;
 
 pub use error::NicError;
+pub use impair::ImpairNic;
 pub use memory::{Impairment, LinkConfig, MemoryLink, MemoryNic, ParseImpairmentError};
 pub use pcap::{PcapNic, PcapWriter};
 pub use pnet::{PnetConfig, PnetNic};

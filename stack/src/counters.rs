@@ -181,6 +181,15 @@ named_enum! {
         TcpExtTCPZeroWindowProbes = "zero window probes sent",
         TcpExtTCPAbortOnTimeout = "connections aborted: retransmission/user timeout",
         TcpExtTW = "connections that finished TIME-WAIT",
+        // --- copies: payload bytes moved across each boundary of a frame's journey ---
+        CopyFrameToRcvBuf = "bytes copied from received frames into socket receive buffers (TCP, UDP, echo replies)",
+        CopyRcvBufToApp = "bytes copied from socket receive buffers to the application (TCP recv, UDP recv_from, ping)",
+        CopyRcvBufToAppInPlace = "bytes the application consumed in place from TCP receive buffers (recv_with: no copy)",
+        CopyAppToSndBuf = "bytes copied from the application into TCP send buffers (send)",
+        CopyAppToSndBufInPlace = "bytes the application wrote in place into TCP send buffers (send_with: no copy)",
+        CopySndBufToFrame = "bytes copied from TCP send buffers into transmit frames, first transmissions",
+        CopySndBufToFrameRetrans = "bytes copied from TCP send buffers into transmit frames, retransmissions",
+        CopyAppToFrame = "bytes copied from the application straight into transmit frames (UDP, ICMP echo)",
     }
 }
 

@@ -326,6 +326,8 @@ impl Interface {
                     data: data.to_vec(),
                     at: cx.now,
                 }));
+                cx.counters
+                    .add(Counter::CopyFrameToRcvBuf, data.len() as u64);
                 cx.trace(
                     Direction::Rx,
                     Layer::Socket,
@@ -516,6 +518,7 @@ impl Interface {
         msg[2..4].copy_from_slice(&c.to_be_bytes());
         cx.inc(Counter::IcmpOutMsgs);
         cx.inc(Counter::IcmpOutEchos);
+        cx.counters.add(Counter::CopyAppToFrame, data.len() as u64);
         cx.trace(
             Direction::Tx,
             Layer::Icmp,

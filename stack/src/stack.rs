@@ -265,6 +265,7 @@ impl Stack {
     /// Records the application's read: "stage two", the copy out of the socket buffer.
     fn trace_app_read(&mut self, h: SocketHandle, n: usize, summary: impl FnOnce() -> String) {
         let mut cx = cx!(self, self.last_now);
+        cx.counters.add(Counter::CopyRcvBufToApp, n as u64);
         cx.trace(Direction::Rx, Layer::App, Verdict::Deliver, n, n, || {
             format!("{h:?}: {}", summary())
         });
@@ -367,6 +368,32 @@ impl Stack {
     ) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
         self.iface.tcp.recv(&mut cx, h, buf)
+    }
+
+    /// Queues bytes written in place into the send buffer (zero-copy `tcp_send`): `f` gets the
+    /// contiguous free space (maybe only its first part, when it wraps around the ring) and
+    /// returns how many bytes it wrote. See [`TcpLayer::send_with`].
+    pub fn tcp_send_with(
+        &mut self,
+        now: Instant,
+        h: TcpHandle,
+        f: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let mut cx = cx!(self, now);
+        self.iface.tcp.send_with(&mut cx, h, f)
+    }
+
+    /// Reads received bytes in place (zero-copy `tcp_recv`): `f` borrows the contiguous readable
+    /// bytes (maybe only their first part, when they wrap around the ring) and returns how many
+    /// it consumed. See [`TcpLayer::recv_with`].
+    pub fn tcp_recv_with(
+        &mut self,
+        now: Instant,
+        h: TcpHandle,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let mut cx = cx!(self, now);
+        self.iface.tcp.recv_with(&mut cx, h, f)
     }
 
     /// Shuts down the sending side.

@@ -295,6 +295,8 @@ impl Interface {
         cx.trace(Direction::Rx, Layer::Udp, Verdict::Pass, len, 0, summary);
         sock.rx_bytes += payload.len();
         sock.rx.push_back((from, payload.to_vec()));
+        cx.counters
+            .add(Counter::CopyFrameToRcvBuf, payload.len() as u64);
         cx.inc(Counter::UdpInDatagrams);
         cx.trace(
             Direction::Rx,
@@ -344,6 +346,7 @@ impl Interface {
         };
         dgram[6..8].copy_from_slice(&c.to_be_bytes());
         cx.inc(Counter::UdpOutDatagrams);
+        cx.counters.add(Counter::CopyAppToFrame, data.len() as u64);
         cx.trace(
             Direction::Tx,
             Layer::Udp,

@@ -4,6 +4,7 @@
 pub mod discard;
 pub mod echo;
 pub mod http;
+pub mod iperf;
 
 use ringstack_stack::{Instant, Stack, TcpError, TcpHandle};
 

@@ -805,7 +805,12 @@ impl Tcb {
                 {
                     Received::InOrder(n) => {
                         self.stats.bytes_received += n as u64;
+                        // The caller trimmed `data` to the room in the buffer: all of it was
+                        // copied.
                         let copied = data.len();
+                        env.cx
+                            .counters
+                            .add(Counter::CopyFrameToRcvBuf, copied as u64);
                         env.cx.trace(
                             Direction::Rx,
                             Layer::Socket,
@@ -838,6 +843,9 @@ impl Tcb {
                     }
                     Received::OutOfOrder => {
                         self.stats.ofo_segs += 1;
+                        env.cx
+                            .counters
+                            .add(Counter::CopyFrameToRcvBuf, data.len() as u64);
                         env.cx.inc(Counter::TcpExtTCPOFOQueue);
                         self.dup_acks_owed = self.dup_acks_owed.saturating_add(1).min(16);
                         env.cx.trace(
@@ -1027,7 +1035,7 @@ impl Tcb {
             if self.snd_una == self.snd_max {
                 self.timers.retransmit = None;
             } else {
-                self.timers.retransmit = Some(now + self.rtt.rto());
+                self.timers.retransmit = Some(self.rto_deadline(now));
             }
         } else if h.ack == self.snd_una
             && self.snd_max > self.snd_una
@@ -1038,8 +1046,8 @@ impl Tcb {
             self.dupacks += 1;
             self.stats.dup_acks_in += 1;
             if !self.in_recovery {
-                let sack_loss =
-                    self.sack_enabled && self.scoreboard.sacked_bytes() >= DUP_THRESH * mss;
+                // RFC 6675 §5: "DupAcks >= DupThresh or IsLost(HighACK + 1)".
+                let sack_loss = self.sack_enabled && self.scoreboard.is_lost(self.snd_una, mss);
                 if (self.dupacks >= DUP_THRESH || sack_loss) && self.snd_una >= self.recover {
                     self.enter_recovery(env, mss);
                 }

@@ -13,8 +13,9 @@
 //! - egress: [`TcpLayer::poll_transmit`] repeatedly until it returns `None` (after any of the
 //!   other calls, including the application calls);
 //! - the application API (`listen`/`listen_with`, `connect`/`connect_with`, `accept`, `send`,
-//!   `recv`, `shutdown`, `close`, `abort`, setters and `info`) at any time; readiness changes
-//!   are pushed to the `Cx`'s [`crate::socket::ReadinessQueue`]. Every API call may queue
+//!   `recv`, their in-place forms `send_with`/`recv_with` (zero-copy: the closure borrows the
+//!   socket's ring), `shutdown`, `close`, `abort`, setters and `info`) at any time; readiness
+//!   changes are pushed to the `Cx`'s [`crate::socket::ReadinessQueue`]. Every API call may queue
 //!   segments, so the driver polls `poll_transmit` (and re-reads `poll_at`) after it.
 //!
 //! A handle stays valid until the application calls [`TcpLayer::close`] (or [`TcpLayer::abort`])
@@ -770,6 +771,43 @@ impl TcpLayer {
     ) -> Result<usize, TcpError> {
         let (mut env, tcb) = self.env_tcb(cx, h)?;
         let r = tcb.recv(&mut env, buf);
+        self.settle(cx, h);
+        r
+    }
+
+    /// Zero-copy [`TcpLayer::send`]: lends `f` the contiguous free space of the send buffer —
+    /// only the first part of it when the free space wraps around the end of the ring, so one
+    /// call may offer less than [`TcpLayer::send_space`] — and queues the first `f(..)` bytes
+    /// of it (`f` returns how many it wrote; more than it was lent counts as all of it). The
+    /// lent bytes are stale until written. Errors as `send`; `WouldBlock` (without calling `f`)
+    /// when the buffer is full. Output is triggered as by `send`.
+    pub fn send_with(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: TcpHandle,
+        f: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let (mut env, tcb) = self.env_tcb(cx, h)?;
+        let r = tcb.send_with(&mut env, f);
+        self.settle(cx, h);
+        r
+    }
+
+    /// Zero-copy [`TcpLayer::recv`]: lends `f` the contiguous readable bytes of the receive
+    /// buffer — only the first part when they wrap around the end of the ring, so one call may
+    /// offer less than [`TcpLayer::recv_queue`]: call again for the rest — and consumes the
+    /// first `f(..)` of them (`f` returns how many it used; more than it was lent counts as
+    /// all of it), then sends a window update exactly as `recv` does. `f` is called only when
+    /// bytes are readable (then `Ok(n)` is what it consumed, possibly 0); otherwise the result is
+    /// `recv`'s: `Ok(0)` at end of stream, `WouldBlock`, or the connection's error.
+    pub fn recv_with(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: TcpHandle,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let (mut env, tcb) = self.env_tcb(cx, h)?;
+        let r = tcb.recv_with(&mut env, f);
         self.settle(cx, h);
         r
     }

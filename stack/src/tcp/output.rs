@@ -106,6 +106,21 @@ impl Tcb {
         }
         let total = hlen + len;
         fill_checksum(*self.local.ip(), *self.remote.ip(), &mut buf[..total]);
+        if len > 0 {
+            // Copy accounting: bytes below SND.MAX were sent before (a go-back-N segment may
+            // run on past SND.MAX into new data).
+            let resent = if plan.seq < self.snd_max {
+                (self.snd_max.since(plan.seq) as usize).min(len)
+            } else {
+                0
+            };
+            env.cx
+                .counters
+                .add(Counter::CopySndBufToFrameRetrans, resent as u64);
+            env.cx
+                .counters
+                .add(Counter::CopySndBufToFrame, (len - resent) as u64);
+        }
 
         // Bookkeeping.
         let end = plan.seq + plan.len + syn_or_fin;
@@ -120,7 +135,7 @@ impl Tcb {
         }
         if plan.len > 0 || syn_or_fin > 0 {
             if self.timers.retransmit.is_none() {
-                self.timers.retransmit = Some(now + self.rtt.rto());
+                self.timers.retransmit = Some(self.rto_deadline(now));
             }
             self.timers.persist = None;
             if plan.retransmit {
@@ -274,7 +289,19 @@ impl Tcb {
         if let Some(r) = self.rexmit_next.take() {
             if r >= self.snd_una && r < self.snd_max {
                 let avail = data_end.since(r).min(self.snd_max.since(r));
-                let len = avail.min(max_payload);
+                let mut len = avail.min(max_payload);
+                let mut r = r;
+                if self.sack_enabled {
+                    // RFC 6675 §5 (4.2) / RFC 2018 §5: resend the first hole only, never
+                    // SACKed bytes.
+                    match self.scoreboard.first_unsacked(r, self.snd_max, len) {
+                        Some((s, n)) => {
+                            r = s;
+                            len = n.min(data_end.since(s));
+                        }
+                        None => len = 0,
+                    }
+                }
                 let fin = matches!(self.fin_seq, Some(f) if r + len == f);
                 if len > 0 || fin {
                     self.rexmit_high = self.rexmit_high.max_seq(r + len);

@@ -150,6 +150,8 @@ impl Reassembly {
 
     /// Accepts `data` starting at `seq`, already trimmed to `[rcv_nxt, rcv_nxt + window)` by
     /// the caller: stores it in `buf` and advances `rcv_nxt` over whatever became contiguous.
+    /// Unless the result is `QueueFull` (nothing copied), every byte of `data` that fits in
+    /// `buf` is copied into it once, even where it overlaps bytes already held.
     pub fn receive(
         &mut self,
         buf: &mut RecvBuffer,
@@ -161,20 +163,24 @@ impl Reassembly {
             return Received::InOrder(0);
         }
         let offset = seq.since(*rcv_nxt) as usize;
-        let n = buf.write_at(offset, data);
+        let n = data.len().min(buf.free().saturating_sub(offset));
         if n == 0 {
             return Received::InOrder(0);
         }
         let end = seq + n as u32;
         if seq != *rcv_nxt {
+            // The range first: a segment that would need one hole too many is dropped before
+            // it is copied.
             return match self.ranges.insert(seq, end) {
                 Ok(r) => {
+                    buf.write_at(offset, &data[..n]);
                     self.recent = Some(r);
                     Received::OutOfOrder
                 }
                 Err(Full) => Received::QueueFull,
             };
         }
+        buf.write_at(offset, &data[..n]);
         let mut new_nxt = end;
         while let Some((s, e)) = self.ranges.first() {
             if s > new_nxt {

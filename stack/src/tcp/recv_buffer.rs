@@ -91,6 +91,26 @@ impl RecvBuffer {
         n
     }
 
+    /// The first contiguous run of readable bytes: all of them unless they wrap around the end
+    /// of the ring, in which case the rest follows once these are [consumed](Self::consume).
+    pub fn readable(&self) -> &[u8] {
+        let first = self.len.min(self.cap - self.head);
+        self.buf
+            .get(self.head..self.head + first)
+            .unwrap_or_default()
+    }
+
+    /// Drops `n` readable bytes from the front (the application used them in place); returns
+    /// how many were dropped.
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n > 0 {
+            self.head = (self.head + n) % self.cap;
+            self.len -= n;
+        }
+        n
+    }
+
     /// Releases the memory.
     pub fn release(&mut self) {
         self.buf = Vec::new();
@@ -120,5 +140,27 @@ mod tests {
         assert_eq!(b.read(&mut out), 8);
         assert_eq!(&out[..8], b"efghijkl");
         assert_eq!(b.write_at(9, b"x"), 0);
+    }
+
+    #[test]
+    fn readable_lends_the_first_contiguous_part() {
+        let mut b = RecvBuffer::new(8);
+        assert!(b.readable().is_empty(), "nothing allocated yet");
+        assert_eq!(b.write_at(0, b"abcdef"), 6);
+        b.commit(6);
+        assert_eq!(b.readable(), b"abcdef");
+        assert_eq!(b.consume(4), 4);
+        // Wraps: "ef" at the end of the ring, "ghij" at its start.
+        assert_eq!(b.write_at(0, b"ghij"), 4);
+        b.commit(4);
+        assert_eq!(b.len(), 6);
+        assert_eq!(b.readable(), b"efgh");
+        assert_eq!(b.consume(1), 1);
+        assert_eq!(b.readable(), b"fgh");
+        assert_eq!(b.consume(3), 3);
+        assert_eq!(b.readable(), b"ij");
+        assert_eq!(b.consume(100), 2, "clamped to what is readable");
+        assert!(b.readable().is_empty());
+        assert_eq!(b.consume(1), 0);
     }
 }

@@ -76,24 +76,60 @@ impl Scoreboard {
             .sum()
     }
 
-    /// RFC 6675 §4 `IsLost` as a boundary: every unSACKed byte below the returned sequence has
-    /// at least `DupThresh * SMSS` SACKed bytes above it, so it is deemed lost.
+    /// RFC 6675 §4 `IsLost` as a boundary: a sequence number is lost when `DupThresh`
+    /// discontiguous SACKed ranges lie above it, or more than `(DupThresh - 1) * SMSS` bytes
+    /// above it are SACKed. Both quantities only grow as the sequence number goes down, so every
+    /// unSACKed byte below the returned sequence number is lost, and none above it.
     pub fn lost_boundary(&self, mss: u32) -> Option<SeqNum> {
-        let need = DUP_THRESH * mss;
+        let bytes_limit = (DUP_THRESH - 1).saturating_mul(mss);
         let mut above = 0u32;
-        let mut boundary = None;
-        for (s, e) in self.sacked_rev() {
+        for (ranges, (s, e)) in (1u32..).zip(self.sacked_rev()) {
             above = above.saturating_add(e.since(s));
-            if above >= need {
-                boundary = Some(s);
-                break;
+            if ranges >= DUP_THRESH || above > bytes_limit {
+                return Some(s);
             }
         }
-        boundary
+        None
+    }
+
+    /// RFC 6675 §4 `IsLost(seq)` for an unSACKed `seq`.
+    pub fn is_lost(&self, seq: SeqNum, mss: u32) -> bool {
+        self.lost_boundary(mss).is_some_and(|b| seq < b)
     }
 
     fn sacked_rev(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
         self.sacked.iter_rev()
+    }
+
+    /// The first unSACKed range at or after `from` and below `limit` — whether or not SACKed
+    /// data follows it — at most `max_len` long. RFC 2018 §5 / RFC 6675 §5: a retransmission
+    /// never resends SACKed bytes.
+    pub fn first_unsacked(
+        &self,
+        from: SeqNum,
+        limit: SeqNum,
+        max_len: u32,
+    ) -> Option<(SeqNum, u32)> {
+        let mut cursor = from;
+        for (s, e) in self.sacked.iter() {
+            if e <= cursor {
+                continue;
+            }
+            if cursor < s {
+                break;
+            }
+            cursor = e;
+        }
+        if cursor >= limit {
+            return None;
+        }
+        let end = self
+            .sacked
+            .iter()
+            .map(|(s, _)| s)
+            .find(|&s| s > cursor)
+            .map_or(limit, |s| s.min_seq(limit));
+        Some((cursor, end.since(cursor).min(max_len))).filter(|&(_, n)| n > 0)
     }
 
     /// The first unSACKed range at or after `from` and below `limit`, at most `max_len` long.
@@ -153,11 +189,51 @@ mod tests {
             Some((SeqNum(3000), 1000))
         );
         assert_eq!(sb.next_hole(SeqNum(5000), SeqNum(6000), 5000), None);
-        // 2000 bytes sacked above 4000, 3000 above 2000: with mss 1000 the boundary is 2000.
+        // 2000 bytes sacked above 4000, 3000 above 2000: with mss 1000 more than 2 * SMSS
+        // lie above 2000 (not above 4000); with mss 1500 or 2000 nothing is lost (2 ranges).
         assert_eq!(sb.lost_boundary(1000), Some(SeqNum(2000)));
+        assert_eq!(sb.lost_boundary(1400), Some(SeqNum(2000)));
+        assert_eq!(sb.lost_boundary(1500), None, "exactly 2 * SMSS is not more");
         assert_eq!(sb.lost_boundary(2000), None);
+        assert!(sb.is_lost(SeqNum(1000), 1000));
+        assert!(!sb.is_lost(SeqNum(3000), 1000));
+        assert_eq!(
+            sb.first_unsacked(SeqNum(2000), SeqNum(10_000), 5000),
+            Some((SeqNum(3000), 1000))
+        );
+        assert_eq!(
+            sb.first_unsacked(SeqNum(4500), SeqNum(10_000), 5000),
+            Some((SeqNum(6000), 4000))
+        );
+        assert_eq!(
+            sb.first_unsacked(SeqNum(1000), SeqNum(10_000), 300),
+            Some((SeqNum(1000), 300))
+        );
+        assert_eq!(sb.first_unsacked(SeqNum(4500), SeqNum(6000), 5000), None);
         sb.on_cumulative_ack(SeqNum(4500));
+        assert_eq!(sb.lost_boundary(1000), None);
         assert_eq!(sb.sacked_bytes(), 1500);
         assert_eq!(sb.sacked_end(SeqNum(5000)), Some(SeqNum(6000)));
+    }
+}
+
+#[cfg(test)]
+mod islost_tests {
+    use super::*;
+
+    #[test]
+    fn three_discontiguous_ranges_make_a_loss() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (SeqNum(1), SeqNum(901));
+        let blk = |l, r| SackBlock {
+            left: SeqNum(l),
+            right: SeqNum(r),
+        };
+        sb.update(&[blk(101, 201), blk(301, 401)], una, max);
+        assert!(!sb.is_lost(una, 1460), "two ranges, 200 bytes: not lost");
+        sb.update(&[blk(501, 601)], una, max);
+        assert_eq!(sb.lost_boundary(1460), Some(SeqNum(101)));
+        assert!(sb.is_lost(una, 1460));
+        assert!(!sb.is_lost(SeqNum(201), 1460));
     }
 }

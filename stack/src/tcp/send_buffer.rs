@@ -70,6 +70,41 @@ impl SendBuffer {
         n
     }
 
+    /// The contiguous free space after the queued bytes, for the application to write into in
+    /// place (allocating the ring on first use); [`commit`](Self::commit) what was written.
+    /// Shorter than [`free`](Self::free) when the free space wraps around the end of the ring.
+    /// Bytes in it are stale until written.
+    pub fn writable(&mut self) -> &mut [u8] {
+        let n = self.contiguous_free();
+        if n == 0 {
+            return &mut [];
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.cap];
+        }
+        let tail = (self.head + self.len) % self.cap;
+        self.buf.get_mut(tail..tail + n).unwrap_or_default()
+    }
+
+    /// Appends `n` bytes written in place into [`writable`](Self::writable) (clamped to its
+    /// length); returns the count.
+    pub fn commit(&mut self, n: usize) -> usize {
+        let n = n.min(self.contiguous_free());
+        if self.buf.is_empty() {
+            return 0;
+        }
+        self.len += n;
+        n
+    }
+
+    fn contiguous_free(&self) -> usize {
+        if self.cap == 0 {
+            return 0;
+        }
+        let tail = (self.head + self.len) % self.cap;
+        self.free().min(self.cap - tail)
+    }
+
     /// Copies bytes starting `offset` bytes after SND.UNA into `out`; returns the count.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
         if offset >= self.len {
@@ -130,5 +165,33 @@ mod tests {
     fn lazily_allocated() {
         let b = SendBuffer::new(1 << 20);
         assert_eq!(b.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn writable_lends_contiguous_free_space() {
+        let mut b = SendBuffer::new(8);
+        assert_eq!(b.commit(3), 0, "nothing lent yet");
+        let w = b.writable();
+        assert_eq!(w.len(), 8);
+        w[..6].copy_from_slice(b"abcdef");
+        assert_eq!(b.commit(6), 6);
+        b.consume(4);
+        // Free: 2 at the end of the ring, 4 at its start; only the first part is lent.
+        let w = b.writable();
+        assert_eq!(w.len(), 2);
+        w.copy_from_slice(b"gh");
+        assert_eq!(b.commit(5), 2, "clamped to the lent part");
+        let w = b.writable();
+        assert_eq!(w.len(), 4);
+        w[..3].copy_from_slice(b"ijk");
+        assert_eq!(b.commit(3), 3);
+        let mut out = [0u8; 7];
+        assert_eq!(b.read_at(0, &mut out), 7);
+        assert_eq!(&out, b"efghijk");
+        assert_eq!(b.writable().len(), 1);
+        assert_eq!(b.commit(1), 1);
+        assert!(b.writable().is_empty(), "full");
+        assert_eq!(b.commit(1), 0);
+        assert_eq!(SendBuffer::new(0).writable().len(), 0);
     }
 }

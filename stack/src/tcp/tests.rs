@@ -1595,3 +1595,457 @@ fn bulk_transfer_is_window_limited_not_timer_limited() {
     let took = net.now - t0;
     assert!(took < Duration::from_millis(300), "took {took}");
 }
+
+// ------------------------------------------------------------- zero-copy send_with / recv_with
+
+#[test]
+fn zero_copy_transfer_wraps_the_rings_byte_exact() {
+    // Sizes that are no divisor of the segment size, so both rings wrap mid-segment.
+    let small = |s| TcpConfig {
+        seed: s,
+        snd_buf: 10_007,
+        rcv_buf: 7_001,
+        ..Default::default()
+    };
+    let mut net = Net::new(small(1), small(2), 21, Impair::default());
+    let (c, s) = net.establish();
+    let data = pattern(300_000, 9);
+    let (mut sent, mut got, mut eof, mut shut) = (0usize, Vec::new(), false, false);
+    let (mut short_lend_tx, mut short_lend_rx) = (false, false);
+    let ok = net.run_until(Duration::from_secs(120), |n| {
+        let now = n.now;
+        while sent < data.len() {
+            let space = n.a.tcp.send_space(c);
+            let rest = &data[sent..];
+            let r = n.a.with(now, |tcp, cx| {
+                tcp.send_with(cx, c, |room| {
+                    assert!(!room.is_empty() && room.len() <= space);
+                    short_lend_tx |= room.len() < space;
+                    // Write a little less than lent now and then: partial commits.
+                    let k = rest.len().min(room.len()).min(3000);
+                    room[..k].copy_from_slice(&rest[..k]);
+                    k
+                })
+            });
+            match r {
+                Ok(k) => sent += k,
+                Err(TcpError::WouldBlock) => break,
+                Err(e) => panic!("send_with: {e}"),
+            }
+        }
+        if sent == data.len() && !shut {
+            n.a.with(now, |tcp, cx| tcp.shutdown(cx, c)).unwrap();
+            shut = true;
+        }
+        loop {
+            let queued = n.b.tcp.recv_queue(s);
+            let r = n.b.with(now, |tcp, cx| {
+                tcp.recv_with(cx, s, |bytes| {
+                    assert!(!bytes.is_empty() && bytes.len() <= queued);
+                    short_lend_rx |= bytes.len() < queued;
+                    let k = bytes.len().min(2500);
+                    got.extend_from_slice(&bytes[..k]);
+                    k
+                })
+            });
+            match r {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(TcpError::WouldBlock) => break,
+                Err(e) => panic!("recv_with: {e}"),
+            }
+        }
+        eof
+    });
+    assert!(ok, "transfer did not finish: got {} bytes", got.len());
+    assert!(got == data, "bytes differ");
+    assert!(
+        short_lend_tx,
+        "the send ring wrapped: a call lent only its first part"
+    );
+    assert!(
+        short_lend_rx,
+        "the receive ring wrapped: a call lent only its first part"
+    );
+    assert_eq!(
+        net.a.counters.get(Counter::CopyAppToSndBufInPlace),
+        data.len() as u64
+    );
+    assert_eq!(net.a.counters.get(Counter::CopyAppToSndBuf), 0);
+    assert_eq!(
+        net.b.counters.get(Counter::CopyRcvBufToAppInPlace),
+        data.len() as u64
+    );
+    assert_eq!(net.b.counters.get(Counter::CopyRcvBufToApp), 0);
+}
+
+#[test]
+fn zero_copy_calls_report_errors_and_eof_like_send_and_recv() {
+    let mut net = Net::pair(22, Impair::default());
+    let (c, s) = net.establish();
+    let now = net.now;
+    let never = |_: &[u8]| -> usize { panic!("nothing to lend") };
+    // Nothing readable yet: WouldBlock, `f` not called.
+    assert_eq!(
+        net.b.with(now, |tcp, cx| tcp.recv_with(cx, s, never)),
+        Err(TcpError::WouldBlock)
+    );
+    // `f` claiming more than it was lent counts as all of it.
+    let n = net
+        .a
+        .with(now, |tcp, cx| {
+            tcp.send_with(cx, c, |room| {
+                room[..5].copy_from_slice(b"hello");
+                usize::MAX
+            })
+        })
+        .unwrap();
+    assert_eq!(n, 256 * 1024, "clamped to the lent (empty, unwrapped) ring");
+    assert_eq!(net.a.tcp.send_space(c), 0);
+    assert_eq!(
+        net.a.with(now, |tcp, cx| tcp
+            .send_with(cx, c, |_| panic!("nothing to lend"))),
+        Err(TcpError::WouldBlock)
+    );
+    net.a.with(now, |tcp, cx| tcp.shutdown(cx, c)).unwrap();
+    assert_eq!(
+        net.a
+            .with(now, |tcp, cx| tcp.send_with(cx, c, |_| panic!("shut down"))),
+        Err(TcpError::BrokenPipe)
+    );
+    // The server reads everything in place, then sees the end of stream.
+    let mut got = Vec::new();
+    let mut eof = false;
+    net.run_until(Duration::from_secs(30), |n| {
+        loop {
+            match n.b.with(n.now, |tcp, cx| {
+                tcp.recv_with(cx, s, |b| {
+                    got.extend_from_slice(b);
+                    b.len()
+                })
+            }) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(TcpError::WouldBlock) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        eof
+    });
+    assert!(eof);
+    assert_eq!(got.len(), 256 * 1024);
+    assert_eq!(&got[..5], b"hello");
+    // `f` consuming nothing is Ok(0) with the data still there (f was called).
+    let now = net.now;
+    net.b.with(now, |tcp, cx| tcp.send(cx, s, b"abc")).unwrap();
+    net.run_until(Duration::from_secs(5), |n| n.a.tcp.recv_queue(c) == 3);
+    let mut called = false;
+    let r = net.a.with(now, |tcp, cx| {
+        tcp.recv_with(cx, c, |b| {
+            called = true;
+            assert_eq!(b, b"abc");
+            0
+        })
+    });
+    assert_eq!((r, called), (Ok(0), true));
+    assert_eq!(net.a.tcp.recv_queue(c), 3);
+    // After an abort the peer's calls report the reset.
+    net.b.with(now, |tcp, cx| tcp.abort(cx, s)).unwrap();
+    net.run_until(Duration::from_secs(5), |n| {
+        n.a.tcp.state(c) == Some(State::Closed)
+    });
+    // Readable data first (like recv), then the error.
+    assert_eq!(
+        net.a.with(now, |tcp, cx| tcp.recv_with(cx, c, |b| b.len())),
+        Ok(3)
+    );
+    assert_eq!(
+        net.a.with(now, |tcp, cx| tcp.recv_with(cx, c, never)),
+        Err(TcpError::ConnectionReset)
+    );
+    assert_eq!(
+        net.a.with(now, |tcp, cx| tcp.send_with(cx, c, |_| 0)),
+        Err(TcpError::ConnectionReset)
+    );
+    // The aborted handle is gone.
+    assert_eq!(
+        net.b.with(now, |tcp, cx| tcp.recv_with(cx, s, never)),
+        Err(TcpError::InvalidHandle)
+    );
+    assert_eq!(
+        net.b.with(now, |tcp, cx| tcp.send_with(cx, s, |_| 0)),
+        Err(TcpError::InvalidHandle)
+    );
+}
+
+#[test]
+fn recv_with_reopens_a_zero_window() {
+    let small = |s| TcpConfig {
+        seed: s,
+        rcv_buf: 32 * 1024,
+        ..Default::default()
+    };
+    let mut net = Net::new(small(1), small(2), 23, Impair::default());
+    let (c, s) = net.establish();
+    let data = pattern(200_000, 6);
+    let mut sent = 0;
+    net.run_until(Duration::from_secs(5), |n| {
+        if let Ok(k) = n.a.with(n.now, |tcp, cx| tcp.send(cx, c, &data[sent..])) {
+            sent += k;
+        }
+        false
+    });
+    assert_eq!(net.b.tcp.recv_queue(s), 32 * 1024);
+    assert_eq!(net.a.tcp.info(c).unwrap().snd_wnd, 0);
+    // Reading in place queues the window update at once, as `recv` does.
+    let now = net.now;
+    let n = net
+        .b
+        .with(now, |tcp, cx| tcp.recv_with(cx, s, |b| b.len()))
+        .unwrap();
+    assert_eq!(n, 32 * 1024);
+    let mut buf = [0u8; 1480];
+    let t = net
+        .b
+        .with(now, |tcp, cx| tcp.poll_transmit(cx, &mut buf))
+        .expect("a window update");
+    let seg = Segment::parse(t.src, t.dst, &buf[..t.len]).unwrap();
+    assert!(seg.hdr.flags.has(Flags::ACK) && seg.payload.is_empty());
+    assert!(seg.hdr.window > 0, "the window reopened");
+    let mut flows = [Flow::new(true, c, s, data)];
+    flows[0].sent = sent;
+    flows[0].got = pattern(200_000, 6)[..n].to_vec();
+    transfer(&mut net, &mut flows, Duration::from_secs(300));
+}
+
+// ----------------------------------------------------------------------- copy accounting
+
+/// Two whole stacks (Ethernet, ARP, IPv4, TCP) wired back to back; `drop_every` > 0 drops every
+/// n-th data frame from A.
+struct Wire {
+    a: crate::Stack,
+    b: crate::Stack,
+    now: Instant,
+    drop_every: usize,
+    a_data_frames: usize,
+    /// TCP payload bytes in the frames each side put on the wire (A, B).
+    payload_out: [u64; 2],
+}
+
+impl Wire {
+    fn new(drop_every: usize) -> Wire {
+        let now = Instant::from_secs(1);
+        let mut ca = crate::Config::new([2, 0, 0, 0, 0, 1], IP_A, 24);
+        ca.tcp.seed = 1;
+        let mut cb = crate::Config::new([2, 0, 0, 0, 0, 2], IP_B, 24);
+        cb.tcp.seed = 2;
+        let mut a = crate::Stack::new(ca, now);
+        let mut b = crate::Stack::new(cb, now);
+        a.set_trace_capacity(1 << 22);
+        b.set_trace_capacity(1 << 22);
+        Wire {
+            a,
+            b,
+            now,
+            drop_every,
+            a_data_frames: 0,
+            payload_out: [0; 2],
+        }
+    }
+
+    /// TCP payload length of an Ethernet + IPv4 (no options) frame, 0 for anything else.
+    fn tcp_payload(frame: &[u8]) -> usize {
+        if frame.len() < 54 || frame[12..14] != [8, 0] || frame[23] != 6 {
+            return 0;
+        }
+        let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+        let doff = (frame[46] >> 4) as usize * 4;
+        total.saturating_sub(20 + doff)
+    }
+
+    /// Moves every frame both stacks want to send; returns whether any moved.
+    fn shuttle(&mut self) -> bool {
+        let mut buf = [0u8; 1514];
+        let mut moved = false;
+        for from_a in [true, false] {
+            loop {
+                let (tx, rx) = if from_a {
+                    (&mut self.a, &mut self.b)
+                } else {
+                    (&mut self.b, &mut self.a)
+                };
+                let Some(n) = tx.poll_transmit(self.now, &mut buf) else {
+                    break;
+                };
+                moved = true;
+                let payload = Self::tcp_payload(&buf[..n]);
+                self.payload_out[usize::from(!from_a)] += payload as u64;
+                if from_a && payload > 0 {
+                    self.a_data_frames += 1;
+                    if self.drop_every > 0 && self.a_data_frames.is_multiple_of(self.drop_every) {
+                        continue;
+                    }
+                }
+                rx.handle_frame(self.now, &buf[..n]);
+            }
+        }
+        moved
+    }
+
+    /// Runs until `done`, moving time to the next timer when nothing else happens.
+    fn run(&mut self, mut done: impl FnMut(&mut Wire) -> bool) {
+        let deadline = self.now + Duration::from_secs(600);
+        while !done(self) {
+            assert!(self.now < deadline, "no progress");
+            if self.shuttle() {
+                continue;
+            }
+            let next = [self.a.poll_at(), self.b.poll_at()]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something to wait for");
+            self.now = self.now.max(next);
+            self.a.handle_timeout(self.now);
+            self.b.handle_timeout(self.now);
+        }
+    }
+}
+
+/// Sums the `copied` fields of the trace events that mark each copy boundary, in the order
+/// frame → receive buffer, receive buffer → app, app → send buffer, send buffer → frame.
+fn traced_copies(s: &mut crate::Stack) -> [u64; 4] {
+    use crate::trace::{Direction as D, Layer as L, Verdict as V};
+    let mut sums = [0u64; 4];
+    assert_eq!(s.tracer().lost(), 0, "trace buffer large enough");
+    for e in s.tracer().drain() {
+        let k = match (e.direction, e.layer, e.verdict) {
+            (D::Rx, L::Socket, V::Deliver | V::Queued) => 0,
+            (D::Rx, L::App, V::Deliver) => 1,
+            (D::Tx, L::Socket, V::Queued) => 2,
+            (D::Tx, L::Tcp, V::Emit) => 3,
+            _ => continue,
+        };
+        sums[k] += e.copied as u64;
+    }
+    sums
+}
+
+/// A megabyte each way between two whole stacks: A → B with copying `send`/`recv`, B → A with
+/// in-place `send_with`/`recv_with`. Every boundary counts exactly the megabyte on each side;
+/// retransmissions are counted apart; the trace's `copied` fields agree with the counters.
+fn megabyte_copy_accounting(drop_every: usize) {
+    const MB: usize = 1 << 20;
+    let mut w = Wire::new(drop_every);
+    let l = w.b.tcp_listen(80, 4).unwrap();
+    let c =
+        w.a.tcp_connect(w.now, SocketAddrV4::new(IP_B, 80), 0)
+            .unwrap();
+    let mut s = None;
+    w.run(|w| {
+        s = s.or_else(|| w.b.tcp_accept(l).ok());
+        s.is_some() && w.a.tcp().state(c) == Some(State::Established)
+    });
+    let s = s.unwrap();
+    let (up, down) = (pattern(MB, 1), pattern(MB, 2));
+    let (mut up_sent, mut down_sent) = (0, 0);
+    let (mut up_got, mut down_got) = (Vec::new(), Vec::new());
+    let (mut up_shut, mut down_shut) = (false, false);
+    let mut buf = vec![0u8; 16 * 1024];
+    w.run(|w| {
+        let now = w.now;
+        while up_sent < MB {
+            match w.a.tcp_send(now, c, &up[up_sent..]) {
+                Ok(n) => up_sent += n,
+                Err(_) => break,
+            }
+        }
+        while down_sent < MB {
+            let rest = &down[down_sent..];
+            match w.b.tcp_send_with(now, s, |room| {
+                let k = room.len().min(rest.len());
+                room[..k].copy_from_slice(&rest[..k]);
+                k
+            }) {
+                Ok(n) => down_sent += n,
+                Err(_) => break,
+            }
+        }
+        if up_sent == MB && !up_shut {
+            w.a.tcp_shutdown(now, c).unwrap();
+            up_shut = true;
+        }
+        if down_sent == MB && !down_shut {
+            w.b.tcp_shutdown(now, s).unwrap();
+            down_shut = true;
+        }
+        while let Ok(n @ 1..) = w.b.tcp_recv(now, s, &mut buf) {
+            up_got.extend_from_slice(&buf[..n]);
+        }
+        while let Ok(1..) = w.a.tcp_recv_with(now, c, |b| {
+            down_got.extend_from_slice(b);
+            b.len()
+        }) {}
+        up_got.len() == MB && down_got.len() == MB
+    });
+    assert!(up_got == up && down_got == down, "bytes differ");
+    let mb = MB as u64;
+    let (ca, cb) = (w.a.counters().clone(), w.b.counters().clone());
+    // A: copies on the way down, borrows on the way up.
+    assert_eq!(ca.get(Counter::CopyAppToSndBuf), mb);
+    assert_eq!(ca.get(Counter::CopyAppToSndBufInPlace), 0);
+    assert_eq!(ca.get(Counter::CopySndBufToFrame), mb);
+    assert_eq!(ca.get(Counter::CopyFrameToRcvBuf), mb);
+    assert_eq!(ca.get(Counter::CopyRcvBufToApp), 0);
+    assert_eq!(ca.get(Counter::CopyRcvBufToAppInPlace), mb);
+    // B: the other way round.
+    assert_eq!(cb.get(Counter::CopyAppToSndBuf), 0);
+    assert_eq!(cb.get(Counter::CopyAppToSndBufInPlace), mb);
+    assert_eq!(cb.get(Counter::CopySndBufToFrame), mb);
+    assert_eq!(cb.get(Counter::CopyFrameToRcvBuf), mb);
+    assert_eq!(cb.get(Counter::CopyRcvBufToApp), mb);
+    assert_eq!(cb.get(Counter::CopyRcvBufToAppInPlace), 0);
+    // Every payload byte on the wire was copied out of a send buffer once: either as a first
+    // transmission or as a retransmission.
+    let (ra, rb) = (
+        ca.get(Counter::CopySndBufToFrameRetrans),
+        cb.get(Counter::CopySndBufToFrameRetrans),
+    );
+    assert_eq!(mb + ra, w.payload_out[0]);
+    assert_eq!(mb + rb, w.payload_out[1]);
+    if drop_every > 0 {
+        assert!(ra > 0, "A retransmitted what was dropped");
+    } else {
+        assert_eq!((ra, rb), (0, 0));
+    }
+    for (stack, counters) in [(&mut w.a, &ca), (&mut w.b, &cb)] {
+        let traced = traced_copies(stack);
+        assert_eq!(
+            traced,
+            [
+                counters.get(Counter::CopyFrameToRcvBuf),
+                counters.get(Counter::CopyRcvBufToApp),
+                counters.get(Counter::CopyAppToSndBuf),
+                counters.get(Counter::CopySndBufToFrame)
+                    + counters.get(Counter::CopySndBufToFrameRetrans),
+            ],
+            "trace `copied` fields agree with the copy counters"
+        );
+    }
+}
+
+#[test]
+fn megabyte_copy_accounting_clean_link() {
+    megabyte_copy_accounting(0);
+}
+
+#[test]
+fn megabyte_copy_accounting_with_retransmissions() {
+    megabyte_copy_accounting(41);
+}

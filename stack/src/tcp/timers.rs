@@ -130,7 +130,11 @@ impl Tcb {
                     return;
                 }
                 if self.keepalive_probes >= env.cfg.keepalive_probes {
+                    // The last probe went unanswered: tell the peer before giving up, as
+                    // Linux does (tcp_keepalive_timer → tcp_send_active_reset), so that a peer
+                    // that is alive but whose ACKs are lost learns the connection is gone.
                     env.cx.inc(Counter::TcpExtTCPAbortOnTimeout);
+                    self.send_rst(env);
                     self.fail(env.cx, TcpError::TimedOut);
                     return;
                 }
@@ -142,6 +146,21 @@ impl Tcb {
                 let interval = env.cfg.keepalive_interval.max(Duration::from_millis(1));
                 self.timers.keepalive = Some(now + interval);
             }
+        }
+    }
+
+    /// When a retransmission timer armed at `now` should fire: one RTO later, but never after
+    /// the user timeout (RFC 9293 §3.8.4, RFC 5482) expires, so that the abort comes on time
+    /// instead of up to one backed-off RTO late (Linux's tcp_clamp_rto_to_user_timeout). The
+    /// user timeout runs from `last_progress`; once it has passed the timer fires at once.
+    pub(crate) fn rto_deadline(&self, now: Instant) -> Instant {
+        let rto = now + self.rtt.rto();
+        match self.user_timeout {
+            Some(u) if self.state.is_synchronized() => {
+                let expiry = (self.last_progress + u).max(now);
+                rto.min(expiry)
+            }
+            _ => rto,
         }
     }
 
@@ -208,7 +227,7 @@ impl Tcb {
                 self.rexmit_high = self.snd_una;
                 self.rtt_timing = None;
                 self.snd_nxt = self.snd_una; // go back N, from SND.UNA (RFC 6298 §5.4)
-                self.timers.retransmit = Some(now + self.rtt.rto());
+                self.timers.retransmit = Some(self.rto_deadline(now));
             }
         }
     }

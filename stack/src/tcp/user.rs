@@ -9,8 +9,8 @@ use crate::socket::Readiness;
 use crate::trace::{Direction, Layer, Verdict};
 
 impl Tcb {
-    /// RFC 9293 §3.10.2 SEND: queues as much of `data` as the send buffer takes.
-    pub(crate) fn send(&mut self, env: &mut Env<'_, '_>, data: &[u8]) -> Result<usize, TcpError> {
+    /// Whether SEND is allowed now (RFC 9293 §3.10.2): the pending error, or the state's.
+    fn can_send_now(&self) -> Result<(), TcpError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -20,6 +20,12 @@ impl Tcb {
                 _ => TcpError::BrokenPipe,
             });
         }
+        Ok(())
+    }
+
+    /// RFC 9293 §3.10.2 SEND: queues as much of `data` as the send buffer takes.
+    pub(crate) fn send(&mut self, env: &mut Env<'_, '_>, data: &[u8]) -> Result<usize, TcpError> {
+        self.can_send_now()?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -28,19 +34,58 @@ impl Tcb {
         if n == 0 {
             return Err(TcpError::WouldBlock);
         }
+        env.cx.counters.add(Counter::CopyAppToSndBuf, n as u64);
+        self.queued(env, was_empty, n, n);
+        Ok(n)
+    }
+
+    /// SEND in place: lends `f` the contiguous free space of the send buffer (possibly only the
+    /// first part of it, when the free space wraps around the end of the ring) and queues the
+    /// first `f(..)` bytes of it (clamped to the lent length). Errors as [`Tcb::send`];
+    /// `WouldBlock` without calling `f` when the buffer is full.
+    pub(crate) fn send_with(
+        &mut self,
+        env: &mut Env<'_, '_>,
+        f: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        self.can_send_now()?;
+        let was_empty = self.snd_buf.is_empty();
+        let room = self.snd_buf.writable();
+        if room.is_empty() {
+            return Err(TcpError::WouldBlock);
+        }
+        let written = f(room);
+        let n = self.snd_buf.commit(written);
+        if n == 0 {
+            return Ok(0);
+        }
+        env.cx
+            .counters
+            .add(Counter::CopyAppToSndBufInPlace, n as u64);
+        self.queued(env, was_empty, n, 0);
+        Ok(n)
+    }
+
+    /// Bookkeeping after `n` bytes were queued (`copied` of them by copying).
+    fn queued(&mut self, env: &mut Env<'_, '_>, was_empty: bool, n: usize, copied: usize) {
         if was_empty {
             self.last_progress = env.now();
         }
-        env.cx
-            .trace(Direction::Tx, Layer::Socket, Verdict::Queued, n, n, || {
+        env.cx.trace(
+            Direction::Tx,
+            Layer::Socket,
+            Verdict::Queued,
+            n,
+            copied,
+            || {
                 format!(
                     "{} > {} send buffer {} bytes",
                     self.local.port(),
                     self.remote.port(),
                     self.snd_buf.len()
                 )
-            });
-        Ok(n)
+            },
+        );
     }
 
     /// RFC 9293 §3.10.3 RECEIVE: copies readable bytes into `buf`; `Ok(0)` at end of stream.
@@ -51,21 +96,63 @@ impl Tcb {
     ) -> Result<usize, TcpError> {
         let n = self.rcv_buf.read(buf);
         if n > 0 {
-            env.cx
-                .trace(Direction::Rx, Layer::App, Verdict::Deliver, n, n, || {
-                    format!(
-                        "{} > {} read {} bytes",
-                        self.remote.port(),
-                        self.local.port(),
-                        n
-                    )
-                });
-            self.maybe_window_update();
+            env.cx.counters.add(Counter::CopyRcvBufToApp, n as u64);
+            self.delivered(env, n, n);
             return Ok(n);
         }
         if buf.is_empty() {
             return Ok(0);
         }
+        self.nothing_to_read()
+    }
+
+    /// RECEIVE in place: lends `f` the contiguous readable bytes of the receive buffer (only
+    /// the first part when they wrap around the end of the ring: call again for the rest) and
+    /// consumes the first `f(..)` of them (clamped to the lent length), then updates the window
+    /// as [`Tcb::recv`] does. `f` is called only when bytes are readable; otherwise the result
+    /// is [`Tcb::recv`]'s (`Ok(0)` at end of stream, `WouldBlock`, the connection's error).
+    pub(crate) fn recv_with(
+        &mut self,
+        env: &mut Env<'_, '_>,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let data = self.rcv_buf.readable();
+        if data.is_empty() {
+            return self.nothing_to_read();
+        }
+        let used = f(data);
+        let n = self.rcv_buf.consume(used);
+        if n > 0 {
+            env.cx
+                .counters
+                .add(Counter::CopyRcvBufToAppInPlace, n as u64);
+            self.delivered(env, n, 0);
+        }
+        Ok(n)
+    }
+
+    /// Bookkeeping after the application took `n` bytes (`copied` of them by copying).
+    fn delivered(&mut self, env: &mut Env<'_, '_>, n: usize, copied: usize) {
+        env.cx.trace(
+            Direction::Rx,
+            Layer::App,
+            Verdict::Deliver,
+            n,
+            copied,
+            || {
+                format!(
+                    "{} > {} read {} bytes",
+                    self.remote.port(),
+                    self.local.port(),
+                    n
+                )
+            },
+        );
+        self.maybe_window_update();
+    }
+
+    /// RECEIVE with nothing buffered: end of stream, the error, or `WouldBlock`.
+    fn nothing_to_read(&self) -> Result<usize, TcpError> {
         if self.fin_received {
             return Ok(0);
         }
