@@ -14,6 +14,19 @@ use ringstack_stack::{Config, PingEvent, Readiness, TcpError};
 
 use crate::render;
 
+/// In `ringstack trace --json`, standard output carries only JSON: narration goes to stderr.
+static NARRATE_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+macro_rules! say {
+    ($($t:tt)*) => {
+        if NARRATE_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
 /// Options of `ringstack demo`.
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -29,6 +42,9 @@ pub struct DemoArgs {
     /// Bytes the TCP step sends (and gets echoed back).
     #[arg(long, default_value_t = 200_000)]
     pub tcp_bytes: usize,
+    /// Which events the journey shows (set by `ringstack trace`).
+    #[arg(skip)]
+    pub filter: render::TraceFilter,
 }
 
 impl Default for DemoArgs {
@@ -38,6 +54,7 @@ impl Default for DemoArgs {
             impair: None,
             pcap: None,
             tcp_bytes: 200_000,
+            filter: render::TraceFilter::default(),
         }
     }
 }
@@ -49,7 +66,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 type DemoHost = Host<Box<dyn Nic>>;
 
 fn header(title: &str) {
-    println!(
+    say!(
         "\n── {title} {}",
         "─".repeat(70usize.saturating_sub(title.len()))
     );
@@ -57,12 +74,17 @@ fn header(title: &str) {
 
 fn show(args: &DemoArgs, a: &mut DemoHost, b: &mut DemoHost) {
     if args.journey > 0 {
-        render::journey(&mut [("A", a.stack()), ("B", b.stack())], args.journey);
+        render::journey(
+            &mut [("A", a.stack()), ("B", b.stack())],
+            &args.filter,
+            args.journey,
+        );
     }
 }
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<()> {
+    NARRATE_TO_STDERR.store(args.filter.json, std::sync::atomic::Ordering::Relaxed);
     // A 20 µs propagation delay makes cause and effect visible in the timestamps.
     let mut link = LinkConfig::impaired(Impairment {
         delay: Duration::from_micros(20),
@@ -88,10 +110,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     a.stack().set_trace_capacity(trace);
     b.stack().set_trace_capacity(trace);
 
-    println!("ringstack demo: host A {A} and host B {B} on an in-memory Ethernet link");
-    println!(
-        "(virtual time; ↑ = receive path, ↓ = transmit path; #N groups the events of one input)"
-    );
+    say!("ringstack demo: host A {A} and host B {B} on an in-memory Ethernet link");
+    say!("(virtual time; ↑ = receive path, ↓ = transmit path; #N groups the events of one input)");
 
     header("1. start-up: each host announces itself with a gratuitous ARP");
     sim.run_until(&mut [&mut a, &mut b], Duration::from_millis(1), |_, _| {
@@ -123,7 +143,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
     let _ = a.stack().tracer().drain().count();
     let _ = b.stack().tracer().drain().count();
-    println!("  {replies}/3 echo replies received");
+    say!("  {replies}/3 echo replies received");
 
     header("3. UDP echo: A sends to B port 7, B echoes it back");
     let echo = b
@@ -144,13 +164,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     header("5. TCP: A connects to B port 7, sends data, B echoes it, both close");
     match tcp_echo(&mut sim, &mut a, &mut b, args.tcp_bytes) {
         Ok(()) => {}
-        Err(e) => println!("  TCP step did not complete: {e:#}"),
+        Err(e) => say!("  TCP step did not complete: {e:#}"),
     }
     show(args, &mut a, &mut b);
 
     header("counters (nstat style; only non-zero rows)");
-    render::counters(("A", a.stack_ref()), ("B", b.stack_ref()));
-    println!("\n  NIC A: {:?}", a.nic().stats());
+    if !args.filter.json {
+        render::counters(("A", a.stack_ref()), ("B", b.stack_ref()));
+    }
+    say!("\n  NIC A: {:?}", a.nic().stats());
     Ok(())
 }
 
@@ -181,12 +203,12 @@ fn udp_echo(
     })?;
     match answer {
         Some(data) if data == msg => {
-            println!("  echoed {} bytes intact", data.len());
+            say!("  echoed {} bytes intact", data.len());
             Ok(())
         }
         Some(data) => bail!("echo came back altered ({} bytes)", data.len()),
         None => {
-            println!("  no echo came back within 3 s");
+            say!("  no echo came back within 3 s");
             Ok(())
         }
     }
@@ -275,10 +297,34 @@ fn tcp_echo(sim: &mut Sim, a: &mut DemoHost, b: &mut DemoHost, bytes: usize) -> 
             data.len()
         );
     }
-    println!(
+    say!(
         "  {} bytes sent and echoed back intact; connection closed",
         data.len()
     );
     let _ = a.stack().tcp_close(sim.now, conn);
     Ok(())
+}
+
+/// Options of `ringstack trace`.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub filter: render::TraceFilter,
+    /// Impair the demo's link, e.g. `loss=5%,seed=3` (drops and retransmissions appear).
+    #[arg(long)]
+    pub impair: Option<String>,
+    /// Bytes the TCP step sends.
+    #[arg(long, default_value_t = 20_000)]
+    pub tcp_bytes: usize,
+}
+
+/// `ringstack trace`: the demo's traffic, every event that passes the filter, in time order.
+pub fn trace(args: &TraceArgs) -> Result<()> {
+    run(&DemoArgs {
+        journey: usize::MAX,
+        impair: args.impair.clone(),
+        pcap: None,
+        tcp_bytes: args.tcp_bytes,
+        filter: args.filter.clone(),
+    })
 }

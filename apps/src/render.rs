@@ -1,29 +1,104 @@
 //! Rendering for people: the journey of frames and nstat-like counters.
 
-use ringstack_stack::trace::TraceEvent;
+use ringstack_stack::trace::{Direction, TraceEvent, Verdict};
 use ringstack_stack::Stack;
 
-/// Prints the trace events of several stacks, merged in time order, each line prefixed by the
-/// stack's name. At most `limit` lines; says how many were left out.
-pub fn journey(stacks: &mut [(&str, &mut Stack)], limit: usize) {
+/// Which trace events to show (`ringstack trace`, `serve --trace`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TraceFilter {
+    /// Only frames of TCP/UDP flows with this port at either end.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only frames of the connection with this endpoint (IP:PORT) at either end.
+    #[arg(long, value_name = "IP:PORT")]
+    pub conn: Option<std::net::SocketAddrV4>,
+    /// Only drops (with their reasons).
+    #[arg(long)]
+    pub drops_only: bool,
+    /// One JSON object per event (JSON Lines), for tools.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TraceFilter {
+    /// Whether `e` passes the filter.
+    pub fn matches(&self, e: &TraceEvent) -> bool {
+        if self.drops_only && !matches!(e.verdict, Verdict::Drop(_)) {
+            return false;
+        }
+        if let Some(port) = self.port {
+            if !e.flow.is_some_and(|f| f.has_port(port)) {
+                return false;
+            }
+        }
+        if let Some(end) = self.conn {
+            if !e.flow.is_some_and(|f| f.src == end || f.dst == end) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Renders one event: a line for people, or a JSON object.
+    pub fn render(&self, side: &str, e: &TraceEvent) -> String {
+        if self.json {
+            let (verdict, reason) = match e.verdict {
+                Verdict::Drop(r) => ("drop", Some(r.name())),
+                v => (verdict_name(v), None),
+            };
+            serde_json::json!({
+                "host": side,
+                "at_us": e.at.total_micros(),
+                "frame": e.frame,
+                "dir": if e.direction == Direction::Rx { "rx" } else { "tx" },
+                "layer": format!("{:?}", e.layer).to_lowercase(),
+                "verdict": verdict,
+                "drop_reason": reason,
+                "len": e.len,
+                "copied": e.copied,
+                "summary": e.summary,
+                "flow": e.flow.map(|f| serde_json::json!({
+                    "protocol": f.protocol, "src": f.src.to_string(), "dst": f.dst.to_string()
+                })),
+            })
+            .to_string()
+        } else {
+            let t = e.at.total_micros();
+            format!("  {:>8}.{:03}ms  {side}  {e}", t / 1000, t % 1000)
+        }
+    }
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Deliver => "deliver",
+        Verdict::Reply => "reply",
+        Verdict::Queued => "queued",
+        Verdict::Emit => "emit",
+        Verdict::Drop(_) => "drop",
+    }
+}
+
+/// Prints the trace events of several stacks that pass `filter`, merged in time order, each
+/// line prefixed by the stack's name. At most `limit` lines; says how many were left out.
+pub fn journey(stacks: &mut [(&str, &mut Stack)], filter: &TraceFilter, limit: usize) {
     let mut events: Vec<(usize, TraceEvent)> = Vec::new();
     for (i, (_, s)) in stacks.iter_mut().enumerate() {
-        events.extend(s.tracer().drain().map(|e| (i, e)));
+        events.extend(
+            s.tracer()
+                .drain()
+                .filter(|e| filter.matches(e))
+                .map(|e| (i, e)),
+        );
     }
     // Stable: within one instant, keep each stack's own order.
     events.sort_by_key(|(i, e)| (e.at, *i, e.frame));
     let total = events.len();
     for (i, e) in events.iter().take(limit) {
-        let t = e.at.total_micros();
-        println!(
-            "  {:>8}.{:03}ms  {}  {}",
-            t / 1000,
-            t % 1000,
-            stacks[*i].0,
-            e
-        );
+        println!("{}", filter.render(stacks[*i].0, e));
     }
-    if total > limit {
+    if total > limit && !filter.json {
         println!("  … {} more events not shown", total - limit);
     }
 }

@@ -61,7 +61,14 @@ impl Cx<'_> {
             len,
             copied,
             summary: summary(),
+            flow: None,
         });
+    }
+
+    /// Marks the transport flow of the frame being processed (for filtering traces).
+    #[inline]
+    pub fn set_flow(&mut self, flow: crate::trace::Flow) {
+        self.tracer.set_flow(self.frame, flow);
     }
 
     /// Notes that `handle`'s readiness may have changed.

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::SocketAddrV4;
 
 use crate::counters::DropReason;
 use crate::time::Instant;
@@ -60,6 +61,25 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// The transport flow a frame belongs to, as seen on the wire (source → destination), so that a
+/// journey can be filtered by port or connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub protocol: u8,
+    /// Source address and port.
+    pub src: SocketAddrV4,
+    /// Destination address and port.
+    pub dst: SocketAddrV4,
+}
+
+impl Flow {
+    /// Whether either end uses `port`.
+    pub fn has_port(&self, port: u16) -> bool {
+        self.src.port() == port || self.dst.port() == port
+    }
+}
+
 /// One step of a frame's journey.
 #[derive(Clone, Debug)]
 pub struct TraceEvent {
@@ -79,6 +99,8 @@ pub struct TraceEvent {
     pub copied: usize,
     /// A one-line header summary, e.g. `198.18.0.1 > 198.18.0.2 ttl 64 id 7 proto UDP`.
     pub summary: String,
+    /// The TCP/UDP flow, once the transport header has been seen (for filtering).
+    pub flow: Option<Flow>,
 }
 
 impl fmt::Display for TraceEvent {
@@ -113,6 +135,8 @@ pub struct Tracer {
     capacity: usize,
     events: VecDeque<TraceEvent>,
     lost: u64,
+    /// The flow of the frame being processed, attached to the events recorded for it.
+    flow: Option<(u64, Flow)>,
 }
 
 impl Tracer {
@@ -123,6 +147,7 @@ impl Tracer {
             capacity,
             events: VecDeque::new(),
             lost: 0,
+            flow: None,
         }
     }
 
@@ -147,7 +172,29 @@ impl Tracer {
             self.lost += 1;
             return;
         }
-        self.events.push_back(make());
+        let mut ev = make();
+        if ev.flow.is_none() {
+            ev.flow = match self.flow {
+                Some((frame, flow)) if frame == ev.frame => Some(flow),
+                _ => None,
+            };
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Sets the flow of frame `frame`: its later events carry it, and so do the events already
+    /// recorded for it (the lower layers, which ran before the transport header was read).
+    pub fn set_flow(&mut self, frame: u64, flow: Flow) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.flow = Some((frame, flow));
+        for ev in self.events.iter_mut().rev() {
+            if ev.frame != frame {
+                break;
+            }
+            ev.flow.get_or_insert(flow);
+        }
     }
 
     /// Takes all recorded events, oldest first.

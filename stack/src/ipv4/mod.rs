@@ -3,7 +3,7 @@
 
 pub mod fragment;
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{EthernetProtocol, Ipv4Packet};
 
@@ -13,7 +13,7 @@ use crate::cx::Cx;
 use crate::ethernet::{self, multicast_mac, BROADCAST};
 use crate::icmp::IcmpError;
 use crate::interface::Interface;
-use crate::trace::{Direction, Layer, Verdict};
+use crate::trace::{Direction, Flow, Layer, Verdict};
 use fragment::{FragmentKey, ReassemblyOutcome};
 
 /// Length of an IPv4 header without options.
@@ -265,6 +265,17 @@ impl Interface {
 
     /// Hands a complete datagram's payload to its protocol.
     fn ipv4_dispatch(&mut self, cx: &mut Cx<'_>, meta: IpMeta, header: &[u8], payload: &[u8]) {
+        if matches!(meta.protocol, PROTO_TCP | PROTO_UDP)
+            && payload.len() >= 4
+            && cx.tracer.enabled()
+        {
+            let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+            cx.set_flow(Flow {
+                protocol: meta.protocol,
+                src: SocketAddrV4::new(meta.src, port(0)),
+                dst: SocketAddrV4::new(meta.dst, port(2)),
+            });
+        }
         match meta.protocol {
             PROTO_ICMP => {
                 cx.inc(Counter::IpInDelivers);
@@ -337,6 +348,14 @@ impl Interface {
         payload: &[u8],
         dont_frag: bool,
     ) -> Result<(), DropReason> {
+        if matches!(protocol, PROTO_TCP | PROTO_UDP) && payload.len() >= 4 && cx.tracer.enabled() {
+            let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+            cx.set_flow(Flow {
+                protocol,
+                src: SocketAddrV4::new(self.config.addr, port(0)),
+                dst: SocketAddrV4::new(dst, port(2)),
+            });
+        }
         let hop = match self.next_hop(dst) {
             Ok(h) => h,
             Err(r) => {
@@ -432,6 +451,14 @@ impl Interface {
         dst: Ipv4Addr,
         tcp_len: usize,
     ) -> Option<usize> {
+        if cx.tracer.enabled() {
+            let t = &buf[ethernet::HEADER_LEN + HEADER_LEN..];
+            cx.set_flow(Flow {
+                protocol: PROTO_TCP,
+                src: SocketAddrV4::new(src, u16::from_be_bytes([t[0], t[1]])),
+                dst: SocketAddrV4::new(dst, u16::from_be_bytes([t[2], t[3]])),
+            });
+        }
         let ident = self.next_ident();
         let ttl = self.config.ttl;
         let frame_len = ethernet::HEADER_LEN + HEADER_LEN + tcp_len;
