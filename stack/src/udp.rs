@@ -60,8 +60,10 @@ pub enum UdpError {
 pub(crate) struct UdpSocket {
     local: SocketAddrV4,
     remote: Option<SocketAddrV4>,
-    rx: VecDeque<(SocketAddrV4, Vec<u8>)>,
-    rx_bytes: usize,
+    /// Queued datagrams: (sender, length), oldest first; their bytes are in `rx_data`, in order.
+    /// Both grow to the socket's bound once and are then reused: no allocation per datagram.
+    rx: VecDeque<(SocketAddrV4, usize)>,
+    rx_data: VecDeque<u8>,
     error: Option<IcmpError>,
 }
 
@@ -117,7 +119,7 @@ impl UdpTable {
             local,
             remote: None,
             rx: VecDeque::new(),
-            rx_bytes: 0,
+            rx_data: VecDeque::new(),
             error: None,
         });
         self.bound.insert(key, h);
@@ -164,10 +166,13 @@ impl UdpTable {
                 e => UdpError::Icmp(e),
             });
         }
-        let (from, data) = s.rx.pop_front().ok_or(UdpError::WouldBlock)?;
-        s.rx_bytes -= data.len();
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
+        let (from, len) = s.rx.pop_front().ok_or(UdpError::WouldBlock)?;
+        let n = len.min(buf.len());
+        // Copy #2 (socket buffer → application); bytes beyond `buf` are discarded, as recvfrom
+        // does without MSG_TRUNC.
+        for (dst, src) in buf[..n].iter_mut().zip(s.rx_data.drain(..len)) {
+            *dst = src;
+        }
         Ok((n, from))
     }
 
@@ -281,7 +286,7 @@ impl Interface {
         };
         let limit = self.config.udp_rcv_buf;
         let sock = &mut self.udp.sockets[h];
-        if sock.rx_bytes + payload.len() > limit {
+        if sock.rx_data.len() + payload.len() > limit {
             cx.inc(Counter::UdpRcvbufErrors);
             cx.inc(Counter::UdpInErrors);
             return cx.drop(
@@ -293,8 +298,8 @@ impl Interface {
             );
         }
         cx.trace(Direction::Rx, Layer::Udp, Verdict::Pass, len, 0, summary);
-        sock.rx_bytes += payload.len();
-        sock.rx.push_back((from, payload.to_vec()));
+        sock.rx.push_back((from, payload.len()));
+        sock.rx_data.extend(payload);
         cx.counters
             .add(Counter::CopyFrameToRcvBuf, payload.len() as u64);
         cx.inc(Counter::UdpInDatagrams);
