@@ -71,7 +71,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size (examples: 1000, 128K, 20M, 1G)"))?;
-    if !(v >= 0.0) {
+    if v.is_nan() || v < 0.0 {
         return Err(format!("{s:?}: a size cannot be negative"));
     }
     Ok((v * mult as f64) as u64)
@@ -248,7 +248,10 @@ impl Test {
         self.running = false;
         self.close_interval(now, true);
         self.our_cpu = self.cpu.percent();
-        self.congestion = stack.tcp().info(self.ctrl).map(|i| i.congestion.to_string());
+        self.congestion = stack
+            .tcp()
+            .info(self.ctrl)
+            .map(|i| i.congestion.to_string());
     }
 
     fn our_results(&self, stack: &Stack) -> Results {
@@ -269,10 +272,7 @@ impl Test {
                     retransmits: if self.params.reverse {
                         -1
                     } else {
-                        stack
-                            .tcp()
-                            .info(s.h)
-                            .map_or(0, |i| i.total_retrans as i64)
+                        stack.tcp().info(s.h).map_or(0, |i| i.total_retrans as i64)
                     },
                     jitter: 0.0,
                     errors: 0,
@@ -461,7 +461,10 @@ impl Test {
 
         // Streams, one after another so that the server numbers them in our order.
         if self.creating && !self.done {
-            let ready = self.streams.last().is_none_or(|s| s.cookie_sent == COOKIE_SIZE);
+            let ready = self
+                .streams
+                .last()
+                .is_none_or(|s| s.cookie_sent == COOKIE_SIZE);
             if ready && self.streams.len() < self.params.parallel as usize {
                 let h = stack
                     .tcp_connect(now, self.server, 0)
@@ -478,7 +481,11 @@ impl Test {
                 });
                 progress = true;
             }
-            for s in self.streams.iter_mut().filter(|s| s.cookie_sent < COOKIE_SIZE) {
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.cookie_sent < COOKIE_SIZE)
+            {
                 match stack.tcp_send(now, s.h, &self.cookie[s.cookie_sent..]) {
                     Ok(n) => {
                         s.cookie_sent += n;
@@ -569,7 +576,7 @@ impl Test {
         let (mut sb, mut ss, mut rb, mut rs, mut retr) = (0, 0.0f64, 0, 0.0f64, None::<i64>);
         for s in &self.streams {
             let (b1, t1, b2, t2, r) = self.stream_summary(s);
-            let rtxt = r.map_or(String::from("    "), |r| format!("{r:4}"));
+            let rtxt = r.map_or(String::from("   "), |r| format!("{r:3}"));
             println!(
                 "[{:>3}] {:6.2}-{:<6.2} sec  {}  {}  {rtxt}             sender",
                 s.id,
@@ -593,7 +600,7 @@ impl Test {
             }
         }
         if self.streams.len() > 1 {
-            let rtxt = retr.map_or(String::from("    "), |r| format!("{r:4}"));
+            let rtxt = retr.map_or(String::from("   "), |r| format!("{r:3}"));
             println!(
                 "[SUM] {:6.2}-{:<6.2} sec  {}  {}  {rtxt}             sender",
                 0.0,
@@ -740,7 +747,7 @@ pub fn run(args: &IperfArgs) -> Result<()> {
     if len == 0 || len > MAX_BLOCKSIZE as u64 {
         bail!("-l {len}: the block size must be 1..={MAX_BLOCKSIZE} bytes");
     }
-    if !(args.interval >= 0.0) {
+    if args.interval.is_nan() || args.interval < 0.0 {
         bail!("-i {}: the interval cannot be negative", args.interval);
     }
     let params = Params {

@@ -22,6 +22,8 @@ mod services;
 #[command(after_help = "Examples:
   ringstack                                   run the in-memory demo (no privileges needed)
   ringstack demo --impair loss=10%,seed=7 --pcap demo.pcap
+  ringstack trace --port 7 --drops-only --impair loss=20%,seed=1
+  ringstack trace --json | jq .
   sudo ringstack lab                          a private namespace with ringstack on a veth
   ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site
   ringstack get --nic ring:veth1 http://198.18.0.1:8000/file -o file
@@ -36,6 +38,9 @@ enum Command {
     /// Two stacks over an in-memory Ethernet link: ARP, ping, UDP echo (with fragmentation) and
     /// TCP, with the journey of each frame and the counters of both sides.
     Demo(demo::DemoArgs),
+    /// The journey of every frame through the layers (NIC, Ethernet, ARP/IPv4, ICMP/UDP/TCP,
+    /// socket buffer, application) for the demo's traffic, with filters and JSON output.
+    Trace(demo::TraceArgs),
     /// Run the stack on a NIC with echo (TCP/UDP 7), discard (TCP 9) and HTTP (TCP 80) until
     /// SIGINT/SIGTERM. Prints a line containing `ready` once listening.
     Serve(serve::ServeArgs),
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         .unwrap_or(Command::Demo(demo::DemoArgs::default()))
     {
         Command::Demo(args) => demo::run(&args),
+        Command::Trace(args) => demo::trace(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Get(args) => client::get(&args),
         Command::Send(args) => client::send(&args),

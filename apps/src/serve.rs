@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use ringstack_stack::{Duration, Instant, Stack};
 
 use crate::netopts::NetOpts;
 use crate::runtime::Runtime;
@@ -22,6 +23,35 @@ pub struct ServeArgs {
     /// Directory the http service serves files from (without it: a built-in page at /).
     #[arg(long)]
     pub http_root: Option<PathBuf>,
+    /// Every SECS seconds, print the TCP connection table (like `ss -tin`: state, queues,
+    /// window, RTO, backoff, cwnd, byte counters of every socket). 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub stats_interval: f64,
+}
+
+/// Prints every TCP socket of `stack` like `ss -tin`, under a header stamped with `now`.
+fn print_connection_table(now: Instant, stack: &Stack) {
+    let tcp = stack.tcp();
+    let mut out = format!(
+        "ringstack: connections at {:.3} s ({} sockets)\n{:<11} {:>7} {:>7} {:<21} {:<21}\n",
+        now.total_millis() as f64 / 1000.0,
+        tcp.socket_count(),
+        "State",
+        "Recv-Q",
+        "Send-Q",
+        "Local Address:Port",
+        "Peer Address:Port"
+    );
+    for h in tcp.handles() {
+        if let Some(info) = tcp.info(h) {
+            out.push_str(&info.to_string());
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
 }
 
 /// Runs the server.
@@ -46,7 +76,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
                 stack,
                 crate::services::iperf::PORT,
             )?),
-            other => bail!("--services: unknown service {other:?}: use echo, discard, http"),
+            other => bail!("--services: unknown service {other:?}: use echo, discard, http, iperf"),
         });
     }
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
@@ -57,9 +87,24 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         names.join(", ")
     );
     std::io::stdout().flush()?;
+    if !(args.stats_interval >= 0.0 && args.stats_interval.is_finite()) {
+        bail!("--stats-interval: give a number of seconds (0 = off)");
+    }
+    let interval = Duration::from_micros((args.stats_interval * 1e6) as u64);
+    let mut next_stats: Option<Instant> = None;
     rt.run(|now, stack| {
         for s in services.iter_mut() {
             s.poll(now, stack);
+        }
+        if interval > Duration::ZERO {
+            match next_stats {
+                None => next_stats = Some(now + interval),
+                Some(t) if now >= t => {
+                    print_connection_table(now, stack);
+                    next_stats = Some(now + interval);
+                }
+                Some(_) => {}
+            }
         }
         Ok(true)
     })?;

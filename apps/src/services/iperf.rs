@@ -694,18 +694,16 @@ impl Session {
                 }
                 m => self.fail(format!("unexpected {} ({m}) from the client", msg::name(m))),
             },
-            Phase::AwaitResults if !self.have_client_results => {
-                match self.inbox.take_json()? {
-                    Ok(j) => match Results::from_json(&j) {
-                        Ok(r) => {
-                            self.have_client_results = true;
-                            Some(Event::ClientResults(r))
-                        }
-                        Err(e) => self.fail(format!("client results: {e}")),
-                    },
+            Phase::AwaitResults if !self.have_client_results => match self.inbox.take_json()? {
+                Ok(j) => match Results::from_json(&j) {
+                    Ok(r) => {
+                        self.have_client_results = true;
+                        Some(Event::ClientResults(r))
+                    }
                     Err(e) => self.fail(format!("client results: {e}")),
-                }
-            }
+                },
+                Err(e) => self.fail(format!("client results: {e}")),
+            },
             Phase::AwaitResults => None,
             Phase::AwaitDone => match self.inbox.take_state()? {
                 msg::IPERF_DONE => {
@@ -725,8 +723,7 @@ impl Session {
     /// A data connection sent `cookie`.
     pub fn add_stream(&mut self, cookie: &[u8]) -> StreamVerdict {
         let wanted = self.params.as_ref().map_or(0, |p| p.parallel);
-        if self.phase != Phase::CreateStreams || cookie != self.cookie || self.streams >= wanted
-        {
+        if self.phase != Phase::CreateStreams || cookie != self.cookie || self.streams >= wanted {
             return StreamVerdict::Denied;
         }
         let id = stream_id(self.streams as usize);
@@ -821,6 +818,7 @@ struct Test {
 pub struct Iperf {
     listener: TcpHandle,
     pending: Vec<Pending>,
+    denied: Vec<(TcpHandle, Instant)>,
     test: Option<Test>,
     buf: Vec<u8>,
     block: Vec<u8>,
@@ -834,6 +832,7 @@ impl Iperf {
         Ok(Iperf {
             listener: stack.tcp_listen(port, 128)?,
             pending: Vec::new(),
+            denied: Vec::new(),
             test: None,
             buf: vec![0; 256 * 1024],
             block: data_block(MAX_BLOCKSIZE),
@@ -842,10 +841,14 @@ impl Iperf {
     }
 }
 
-/// Sends `ACCESS_DENIED` and closes.
-fn deny(now: Instant, stack: &mut Stack, h: TcpHandle) {
+/// Sends `ACCESS_DENIED` and shuts our side down; the connection then lingers in
+/// [`Iperf::denied`] until the client closes it. Closing at once would answer the client's
+/// cookie (unread, or still arriving) with a RST, and a RST can make the client's `read` fail
+/// with ECONNRESET before it sees the `ACCESS_DENIED` byte.
+fn deny(now: Instant, stack: &mut Stack, denied: &mut Vec<(TcpHandle, Instant)>, h: TcpHandle) {
     let _ = stack.tcp_send(now, h, &[msg::ACCESS_DENIED as u8]);
-    let _ = stack.tcp_close(now, h);
+    let _ = stack.tcp_shutdown(now, h);
+    denied.push((h, now));
 }
 
 impl Test {
@@ -938,7 +941,10 @@ impl Test {
             cpu_util_user: user,
             cpu_util_system: system,
             sender_has_retransmits: if p.reverse { 1 } else { -1 },
-            congestion_used: stack.tcp().info(self.ctrl).map(|i| i.congestion.to_string()),
+            congestion_used: stack
+                .tcp()
+                .info(self.ctrl)
+                .map(|i| i.congestion.to_string()),
             streams: self
                 .streams
                 .iter()
@@ -983,7 +989,7 @@ impl Service for Iperf {
                 .as_ref()
                 .is_some_and(|t| t.session.phase() != Phase::CreateStreams);
             if busy {
-                deny(now, stack, h);
+                deny(now, stack, &mut self.denied, h);
             } else {
                 self.pending.push(Pending {
                     h,
@@ -992,6 +998,23 @@ impl Service for Iperf {
                 });
             }
         }
+
+        // Denied connections: discard what they send until they close.
+        let buf = &mut self.buf;
+        self.denied.retain(|&(h, since)| loop {
+            match stack.tcp_recv(now, h, buf) {
+                Ok(0) => {
+                    let _ = stack.tcp_close(now, h);
+                    return false;
+                }
+                Ok(_) => {}
+                Err(TcpError::WouldBlock) if now - since <= COOKIE_TIMEOUT => return true,
+                Err(_) => {
+                    let _ = stack.tcp_abort(now, h);
+                    return false;
+                }
+            }
+        });
 
         // Cookies.
         let mut i = 0;
@@ -1066,7 +1089,7 @@ impl Service for Iperf {
                             };
                         }
                     }
-                    StreamVerdict::Denied => deny(now, stack, p.h),
+                    StreamVerdict::Denied => deny(now, stack, &mut self.denied, p.h),
                 },
             }
             did = true;
@@ -1077,8 +1100,7 @@ impl Service for Iperf {
         };
 
         // Data first, so that what arrived before TEST_END is counted.
-        if t.session.phase() == Phase::Running && t.pump(now, stack, &mut self.buf, &self.block)
-        {
+        if t.session.phase() == Phase::Running && t.pump(now, stack, &mut self.buf, &self.block) {
             did = true;
             if t.params().time == 0 {
                 t.deadline = now + IDLE_TIMEOUT;
@@ -1118,7 +1140,11 @@ impl Service for Iperf {
                         println!(
                             "iperf: test from {peer}: {} stream(s), {}, {}",
                             p.parallel,
-                            if p.reverse { "reverse (we send)" } else { "we receive" },
+                            if p.reverse {
+                                "reverse (we send)"
+                            } else {
+                                "we receive"
+                            },
                             match p.byte_limit() {
                                 Some(n) => format!("{n} bytes"),
                                 None => format!("{} s", p.time),
@@ -1133,7 +1159,11 @@ impl Service for Iperf {
                     let secs = r.streams.iter().map(|s| s.end_time).fold(0.0, f64::max);
                     println!(
                         "iperf: test done: {} {bytes} bytes in {secs:.2} s = {:.1} Mbit/s",
-                        if t.params().reverse { "sent" } else { "received" },
+                        if t.params().reverse {
+                            "sent"
+                        } else {
+                            "received"
+                        },
                         bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
                     );
                     t.session.send_results(&r);
@@ -1236,7 +1266,10 @@ mod tests {
         let mut inbox = Inbox::default();
         inbox.push(&3u32.to_be_bytes());
         inbox.push(b"{x}");
-        assert!(matches!(inbox.take_json(), Some(Err(FrameError::BadJson(_)))));
+        assert!(matches!(
+            inbox.take_json(),
+            Some(Err(FrameError::BadJson(_)))
+        ));
         let mut inbox = Inbox::default();
         inbox.push(&[0xfe, 0, 0, 0, 13, 0, 0, 0]);
         assert_eq!(inbox.take_state(), Some(msg::SERVER_ERROR));

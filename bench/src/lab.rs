@@ -1,0 +1,458 @@
+//! Workload 4: the lab (root only). Linux clients in a private namespace talk over a veth pair
+//! (offloads off, as `ringstack_nic::lab::Lab` sets them) to a server at 198.18.0.2 that is
+//!
+//! - `ring`: `ringstack serve --nic ring:veth1` (AF_PACKET TPACKET_V3 rings),
+//! - `pnet`: `ringstack serve --nic pnet:veth1` (one syscall per frame),
+//! - `kernel`: the Linux kernel's own TCP (this binary's `kernel-servers` helper: discard, echo,
+//!   HTTP with sendfile) in a second namespace that holds `veth1`, so that the kernel peer is
+//!   reached over exactly the same veth as ringstack — not over `lo`; offloads off (the fair
+//!   comparison: ringstack has no GSO/GRO yet) and on (the kernel's best),
+//!
+//! each in its own namespace pair, alternating contenders within every round. Clients (same
+//! binaries for every contender): this binary's `bulk-client` → discard (TCP 9), `curl` of a
+//! file from a tmpfs directory over HTTP (TCP 80), `rr-client` 1-byte ping-pong → echo (TCP 7).
+//! Frames are counted on `veth0` (`/sys/class/net/veth0/statistics`); the server's CPU time
+//! comes from `/proc/PID/stat` (for the kernel server it misses softirq work, so CPU-based
+//! figures are compared only between `ring` and `pnet`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ringstack_nic::lab::{Lab, LabLink};
+
+use crate::helpers::field;
+use crate::stats::Samples;
+
+/// The lab's contenders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// ringstack on the AF_PACKET ring.
+    Ring,
+    /// ringstack on the plain packet socket.
+    Pnet,
+    /// Linux, veth offloads off.
+    KernelOff,
+    /// Linux, veth offloads on.
+    KernelOn,
+}
+
+impl Server {
+    /// All, in round order.
+    pub const ALL: [Server; 4] = [
+        Server::Ring,
+        Server::Pnet,
+        Server::KernelOff,
+        Server::KernelOn,
+    ];
+
+    /// Its name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Ring => "ringstack ring",
+            Server::Pnet => "ringstack pnet",
+            Server::KernelOff => "kernel (offloads off)",
+            Server::KernelOn => "kernel (offloads on)",
+        }
+    }
+}
+
+/// Sizes of the lab workloads.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    /// Bytes of the bulk transfer.
+    pub bulk_bytes: u64,
+    /// Bytes of the HTTP file.
+    pub http_bytes: u64,
+    /// 1-byte transactions per measurement.
+    pub rr_count: u64,
+    /// Rounds.
+    pub rounds: usize,
+}
+
+/// Per-contender samples.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    /// Bulk Gbit/s (payload).
+    pub bulk_gbps: Samples,
+    /// Bulk frames/s on veth0 (both directions).
+    pub bulk_fps: Samples,
+    /// Bulk frames per server CPU-second.
+    pub bulk_frames_per_cpu_s: Samples,
+    /// HTTP Gbit/s (payload, as curl reports).
+    pub http_gbps: Samples,
+    /// Transactions/s.
+    pub rr_tps: Samples,
+    /// p50 µs.
+    pub rr_p50_us: Samples,
+    /// p99 µs.
+    pub rr_p99_us: Samples,
+}
+
+/// A namespace we created ourselves (the kernel server's), deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let o = Command::new(args[0]).args(&args[1..]).output()?;
+    if !o.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Why the lab cannot run here, if it cannot.
+pub fn unavailable() -> Option<String> {
+    // SAFETY-free: geteuid has no preconditions.
+    let uid = unsafe_free_euid();
+    if uid != 0 {
+        return Some(format!(
+            "not root (euid {uid}): the lab needs CAP_NET_ADMIN/CAP_SYS_ADMIN"
+        ));
+    }
+    for tool in ["ip", "ethtool", "curl"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+fn unsafe_free_euid() -> u32 {
+    // /proc/self/status "Uid: real effective saved fs".
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// A running server process (started by us; stopped by PID).
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Spawns `cmd` and waits (at most 20 s) for a stdout line containing `ready`.
+    fn start(mut cmd: Command) -> Result<Proc> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning the server")?;
+        let out = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = false;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if !ready && line.contains("ready") {
+                    ready = true;
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut p = Proc { child };
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            p.stop();
+            bail!("the server did not print `ready` within 20 s");
+        }
+        Ok(p)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User+system CPU seconds so far.
+    fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        ticks / clk_tck()
+    }
+
+    /// SIGTERM (by PID), then SIGKILL after 5 s.
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Runs `cmd` to completion, killing it after `limit`.
+fn run_limited(mut cmd: Command, limit: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let t = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            let o = child.wait_with_output()?;
+            if !o.status.success() {
+                bail!(
+                    "client failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            return Ok(o);
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("client took longer than {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The environment of the lab runs: two labs (one for ringstack, one for the kernel) and the
+/// kernel server's namespace, plus the tmpfs directory with the HTTP file.
+pub struct Env {
+    rs: Lab,
+    k: Lab,
+    k2: Netns,
+    dir: PathBuf,
+    exe: PathBuf,
+    ringstack: PathBuf,
+    file: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    /// Builds both labs and writes the HTTP file of `http_bytes`.
+    pub fn new(exe: &Path, ringstack: &Path, http_bytes: u64) -> Result<Env> {
+        if !ringstack.exists() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p ringstack` (same target dir)",
+                ringstack.display()
+            );
+        }
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("ringstack-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = "file.bin".to_string();
+        let data: Vec<u8> = (0..http_bytes).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join(&file), data)?;
+        let rs = Lab::create(LabLink::VethRing)?;
+        let k = Lab::create(LabLink::VethRing)?;
+        // The kernel server's namespace: veth1 moves there (named after the lab, so that a
+        // killed run's leftovers are recognised by rs-<pid>- like the labs').
+        let k2 = Netns(format!("{}-k", k.name()));
+        sh(&["ip", "netns", "add", &k2.0])?;
+        sh(&["ip", "-n", k.name(), "link", "set", "veth1", "netns", &k2.0])?;
+        let n = k2.0.as_str();
+        sh(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        sh(&[
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}/24", ringstack_nic::lab::RINGSTACK_ADDR),
+            "dev",
+            "veth1",
+        ])?;
+        sh(&["ip", "-n", n, "link", "set", "veth1", "up"])?;
+        Ok(Env {
+            rs,
+            k,
+            k2,
+            dir,
+            exe: exe.to_path_buf(),
+            ringstack: ringstack.to_path_buf(),
+            file,
+        })
+    }
+
+    fn offloads(&self, on: bool) -> Result<()> {
+        let v = if on { "on" } else { "off" };
+        for (ns, dev) in [(self.k.name(), "veth0"), (self.k2.0.as_str(), "veth1")] {
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", v, "gso", v, "gro", v,
+                "tx", v, "rx", v,
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn client_lab(&self, s: Server) -> &Lab {
+        match s {
+            Server::Ring | Server::Pnet => &self.rs,
+            Server::KernelOff | Server::KernelOn => &self.k,
+        }
+    }
+
+    fn start(&self, s: Server) -> Result<Proc> {
+        let mut cmd = match s {
+            Server::Ring | Server::Pnet => {
+                let nic = if s == Server::Ring {
+                    "ring:veth1"
+                } else {
+                    "pnet:veth1"
+                };
+                let mut c = self.rs.command(&self.ringstack);
+                c.args([
+                    "serve",
+                    "--nic",
+                    nic,
+                    "--addr",
+                    "198.18.0.2/24",
+                    "--services",
+                    "echo,discard,http",
+                    "--http-root",
+                ])
+                .arg(&self.dir);
+                c
+            }
+            Server::KernelOff | Server::KernelOn => {
+                self.offloads(s == Server::KernelOn)?;
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.k2.0])
+                    .arg(&self.exe)
+                    .args(["--helper", "kernel-servers"])
+                    .arg(&self.dir);
+                c
+            }
+        };
+        cmd.stdin(Stdio::null());
+        Proc::start(cmd)
+    }
+
+    fn veth0_frames(&self, lab: &Lab) -> f64 {
+        let o = lab.sh("cat /sys/class/net/veth0/statistics/rx_packets /sys/class/net/veth0/statistics/tx_packets");
+        o.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(f64::NAN)
+    }
+
+    /// One round for contender `s`: bulk, HTTP, request/response.
+    pub fn round(&self, s: Server, sz: &Sizes, r: &mut Results) -> Result<()> {
+        let p = self.start(s)?;
+        let lab = self.client_lab(s);
+        // Bulk → discard.
+        let f0 = self.veth0_frames(lab);
+        let c0 = p.cpu_secs();
+        let mut c = lab.command(&self.exe);
+        c.args([
+            "--helper",
+            "bulk-client",
+            "198.18.0.2:9",
+            &sz.bulk_bytes.to_string(),
+        ]);
+        let o = run_limited(c, Duration::from_secs(300))?;
+        let secs = field(&String::from_utf8_lossy(&o.stdout), "secs").context("bulk: no secs=")?;
+        let cpu = p.cpu_secs() - c0;
+        let frames = self.veth0_frames(lab) - f0;
+        r.bulk_gbps.push(sz.bulk_bytes as f64 * 8.0 / secs / 1e9);
+        r.bulk_fps.push(frames / secs);
+        if cpu > 0.0 {
+            r.bulk_frames_per_cpu_s.push(frames / cpu);
+        }
+        // HTTP GET of the tmpfs file.
+        let mut c = lab.command("curl");
+        c.args([
+            "-s",
+            "-f",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "300",
+            "-w",
+            "%{size_download} %{time_total}",
+            &format!("http://198.18.0.2/{}", self.file),
+        ]);
+        let o = run_limited(c, Duration::from_secs(310))?;
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut it = text.split_whitespace();
+        let size: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let t: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        if size as u64 != sz.http_bytes {
+            bail!("http: got {size} bytes of {}", sz.http_bytes);
+        }
+        r.http_gbps.push(size * 8.0 / t / 1e9);
+        // 1-byte request/response → echo.
+        let mut c = lab.command(&self.exe);
+        c.args([
+            "--helper",
+            "rr-client",
+            "198.18.0.2:7",
+            &sz.rr_count.to_string(),
+        ]);
+        let o = run_limited(c, Duration::from_secs(120))?;
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let secs = field(&out, "secs").context("rr: no secs=")?;
+        r.rr_tps.push(sz.rr_count as f64 / secs);
+        r.rr_p50_us
+            .push(field(&out, "p50_ns").unwrap_or(f64::NAN) / 1000.0);
+        r.rr_p99_us
+            .push(field(&out, "p99_ns").unwrap_or(f64::NAN) / 1000.0);
+        drop(p);
+        Ok(())
+    }
+}
