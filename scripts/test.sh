@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: the lab (a private network namespace with a veth pair or a TAP)
 # needs iproute2 and ethtool; the kernel's own clients talk to ringstack there (ping, arping,
-# curl, nc, iperf3, python3); tshark checks pcap captures.
+# curl, nc, iperf3, python3, wrk, ab); tshark checks pcap captures.
 declare -A pkg=(
   [ip]=iproute2 [ethtool]=ethtool [ping]=iputils-ping [arping]=arping [curl]=curl
-  [nc]=netcat-openbsd [iperf3]=iperf3 [tshark]=tshark [python3]=python3
+  [nc]=netcat-openbsd [iperf3]=iperf3 [tshark]=tshark [python3]=python3 [wrk]=wrk
+  [ab]=apache2-utils
 )
 need=()
 for tool in "${!pkg[@]}"; do

@@ -36,6 +36,10 @@ pub struct LabArgs {
     /// Write ringstack's frames to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// A command to run inside the namespace (after `--`); the lab ends when it exits, with its
+    /// exit status. Without one, the lab runs until Ctrl-C.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// A `ringstack serve` running inside a lab namespace; ended (SIGTERM, then SIGKILL) on drop.
@@ -57,16 +61,17 @@ impl LabServer {
         let mut lines = BufReader::new(stdout).lines();
         let mut server = LabServer { child };
         match lines.next() {
-            Some(Ok(l)) if l.contains("ready") => println!("{l}"),
+            Some(Ok(l)) if l.contains("ready") => eprintln!("{l}"),
             other => {
                 let status = server.child.wait()?;
                 bail!("ringstack serve did not become ready ({other:?}, {status})");
             }
         }
-        // Keep echoing the server's output (its counters at exit).
+        // Keep echoing the server's output (its counters at exit) on stderr, so that stdout
+        // belongs to the command run in the lab.
         std::thread::spawn(move || {
             for l in lines.map_while(Result::ok) {
-                println!("  serve | {l}");
+                eprintln!("  serve | {l}");
             }
         });
         Ok(server)
@@ -120,6 +125,16 @@ pub fn run(args: &LabArgs) -> Result<()> {
     }
     let mut server = LabServer::start(&lab, &extra)?;
     let ns = lab.name();
+    if let Some((program, args_)) = args.command.split_first() {
+        let status = lab.command(program).args(args_).status();
+        server.stop()?;
+        drop(lab);
+        let status = status.with_context(|| format!("running {program:?} in the lab"))?;
+        if !status.success() {
+            bail!("{program} exited with {status}");
+        }
+        return Ok(());
+    }
     println!("lab namespace {ns}: kernel {KERNEL_ADDR}/{PREFIX_LEN} on {} <-> ringstack {RINGSTACK_ADDR} on {}", link.kernel_if(), link.nic_spec());
     println!("try, from another terminal (as root):");
     println!("  ip netns exec {ns} ping -c 3 {RINGSTACK_ADDR}");

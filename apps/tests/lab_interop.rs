@@ -220,6 +220,30 @@ fn acceptance(link: LabLink) {
         &format!("curl -s -o /dev/null -w '%{{http_code}}' http://{RS}/nope"),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    // Range requests return exactly the bytes asked for (RFC 9110 §14).
+    sh_ok(
+        &lab,
+        "curl range",
+        &format!("curl -sf -r 1000-1999 -o {d}/part.bin http://{RS}/big.bin"),
+    );
+    let whole = std::fs::read(&big).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("part.bin")).unwrap(),
+        &whole[1000..2000],
+        "range: bytes differ"
+    );
+    let out = sh_ok(
+        &lab,
+        "curl range 416",
+        &format!("curl -s -o /dev/null -w '%{{http_code}}' -r 99999999- http://{RS}/big.bin"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "416");
+    let out = sh_ok(
+        &lab,
+        "curl if-modified-since",
+        &format!("curl -s -o /dev/null -w '%{{http_code}}' -z 'Fri, 01 Jan 2100 00:00:00 GMT' http://{RS}/big.bin"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "304");
     std::thread::sleep(Duration::from_millis(500));
     capture.stop();
 
@@ -414,17 +438,102 @@ fn lab_ring_impaired_transfers_are_byte_exact() {
     let d = dir.display();
     let spec = "loss=5%,reorder=2%,dup=1%,corrupt=0.5%,delay=1ms,seed=11";
     let (mut server, log) = start_server(&lab, &dir, &["--impair", spec]);
-    sh_ok(&lab, "curl 10 MB (impaired)", &format!("curl -sf -o {d}/got.bin http://{RS}/big.bin"));
-    assert_eq!(sha256_file(&dir.join("got.bin")), sha256_file(&big), "curl: bytes differ");
-    sh_ok(&lab, "nc 5 MB through echo (impaired)", &format!("nc -N {RS} 7 < {} > {d}/echo.bin", five.display()));
-    assert_eq!(sha256_file(&dir.join("echo.bin")), sha256_file(&five), "echo: bytes differ");
-    sh_ok(&lab, "nc 10 MB to discard (impaired)", &format!("nc -N {RS} 9 < {}", big.display()));
+    sh_ok(
+        &lab,
+        "curl 10 MB (impaired)",
+        &format!("curl -sf -o {d}/got.bin http://{RS}/big.bin"),
+    );
+    assert_eq!(
+        sha256_file(&dir.join("got.bin")),
+        sha256_file(&big),
+        "curl: bytes differ"
+    );
+    sh_ok(
+        &lab,
+        "nc 5 MB through echo (impaired)",
+        &format!("nc -N {RS} 7 < {} > {d}/echo.bin", five.display()),
+    );
+    assert_eq!(
+        sha256_file(&dir.join("echo.bin")),
+        sha256_file(&five),
+        "echo: bytes differ"
+    );
+    sh_ok(
+        &lab,
+        "nc 10 MB to discard (impaired)",
+        &format!("nc -N {RS} 9 < {}", big.display()),
+    );
     let want = format!("{} bytes sha256 {}", 10 << 20, sha256_file(&big));
     wait_for(60, "discard's report of the 10 MB", || {
-        log.lock().unwrap().iter().any(|l| l.starts_with("discard:") && l.ends_with(&want))
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("discard:") && l.ends_with(&want))
     });
     assert!(server.stop().success());
     let log = log.lock().unwrap().join("\n");
-    assert!(log.contains("TcpRetransSegs"), "the impairment should have forced retransmissions:\n{log}");
+    assert!(
+        log.contains("TcpRetransSegs"),
+        "the impairment should have forced retransmissions:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// HTTP under load: `wrk -c 200` and `ab -k -c 100` against the http service, zero errors.
+#[test]
+fn lab_ring_http_under_wrk_and_ab() {
+    let Some(lab) = lab_or_skip(LabLink::VethRing) else {
+        return;
+    };
+    let ns = lab.name().to_string();
+    let dir = std::env::temp_dir().join(format!("ringstack-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>ringstack</h1>\n".repeat(50)).unwrap();
+    let (mut server, _log) = start_server(&lab, &dir, &[]);
+    let out = sh_ok(
+        &lab,
+        "wrk -c 200 -d 5",
+        &format!("wrk -t 2 -c 200 -d 5 http://{RS}/index.html"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(
+        !text.contains("Socket errors"),
+        "wrk saw socket errors:\n{text}"
+    );
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw non-2xx responses:\n{text}"
+    );
+    assert!(
+        text.contains("requests in"),
+        "wrk produced no summary:\n{text}"
+    );
+    let out = sh_ok(
+        &lab,
+        "ab -k -n 20000 -c 100",
+        &format!("ab -q -k -n 20000 -c 100 http://{RS}/index.html"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("Complete requests:      20000"),
+        "ab:\n{text}"
+    );
+    assert!(
+        text.contains("Failed requests:        0"),
+        "ab saw failures:\n{text}"
+    );
+    assert!(
+        text.contains("Non-2xx responses") == false,
+        "ab saw non-2xx:\n{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .filter(|l| l.starts_with("Requests per second") || l.starts_with("Keep-Alive"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 file server (RFC 9112): GET and HEAD of files under a root directory,
-//! keep-alive and pipelining, Content-Length and Content-Type, 400/404/405/431, and no way out
+//! keep-alive and pipelining, Content-Length and Content-Type, single-range requests (206/416),
+//! Last-Modified and If-Modified-Since (304), 400/404/405/431, and no way out
 //! of the root (`..` segments are refused, symlinks are resolved and checked).
 
 use std::fs::File;
@@ -47,6 +48,58 @@ struct Request<'a> {
     method: &'a str,
     target: &'a str,
     keep_alive: bool,
+    range: Option<&'a str>,
+    if_modified_since: Option<&'a str>,
+}
+
+/// What a `Range` header asks of a file of `len` bytes (RFC 9110 §14).
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// No (usable) range: the whole file, 200.
+    Whole,
+    /// Bytes `first..=last`, 206.
+    Part(u64, u64),
+    /// Nothing of the file satisfies it: 416.
+    Unsatisfiable,
+}
+
+/// Parses a single-range `bytes=` header. Multiple ranges and other units are ignored (a server
+/// may always answer with the whole representation).
+fn parse_range(value: &str, len: u64) -> RangeAsk {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        // bytes=-N: the last N bytes.
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 || len == 0 {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(len.saturating_sub(n), len - 1)
+            }
+        }
+        // bytes=A- and bytes=A-B.
+        (Ok(first), last) if b.is_empty() || last.is_ok() => {
+            let last = last.unwrap_or(u64::MAX).min(len.saturating_sub(1));
+            if first >= len || (!b.is_empty() && b.parse::<u64>().is_ok_and(|l| l < first)) {
+                if first >= len {
+                    RangeAsk::Unsatisfiable
+                } else {
+                    RangeAsk::Whole // A-B with B < A is syntactically invalid: ignore it
+                }
+            } else {
+                RangeAsk::Part(first, last)
+            }
+        }
+        _ => RangeAsk::Whole,
+    }
 }
 
 /// The MIME type for a file name.
@@ -98,6 +151,7 @@ fn parse_head(head: &str) -> Option<Request<'_>> {
     if parts.next().is_some() || !target.starts_with('/') {
         return None;
     }
+    let (mut range, mut if_modified_since) = (None, None);
     let mut keep_alive = match version {
         "HTTP/1.1" => true,
         "HTTP/1.0" => false,
@@ -112,6 +166,10 @@ fn parse_head(head: &str) -> Option<Request<'_>> {
             } else if value.eq_ignore_ascii_case("keep-alive") {
                 keep_alive = true;
             }
+        } else if name.eq_ignore_ascii_case("range") {
+            range = Some(value);
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            if_modified_since = Some(value);
         } else if (name.eq_ignore_ascii_case("content-length") && value != "0")
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
@@ -122,6 +180,8 @@ fn parse_head(head: &str) -> Option<Request<'_>> {
         method,
         target,
         keep_alive,
+        range,
+        if_modified_since,
     })
 }
 
@@ -194,7 +254,14 @@ impl Http {
         let target = req.target.to_string();
         if self.root.is_none() && (target == "/" || target == "/index.html") {
             self.responses[2] += 1;
-            push_head(c, 200, "OK", INDEX.len() as u64, "text/html; charset=utf-8");
+            push_head(
+                c,
+                200,
+                "OK",
+                Some(INDEX.len() as u64),
+                "text/html; charset=utf-8",
+                "",
+            );
             if !head_only {
                 c.out.extend_from_slice(INDEX.as_bytes());
             }
@@ -205,11 +272,67 @@ impl Http {
             let len = f.metadata().map_err(|_| 404u16)?.len();
             Ok((p, f, len))
         }) {
-            Ok((path, file, len)) => {
-                self.responses[2] += 1;
-                push_head(c, 200, "OK", len, content_type(&path));
-                if !head_only && len > 0 {
-                    c.body = Some((file, len));
+            Ok((path, mut file, len)) => {
+                let modified = file.metadata().and_then(|m| m.modified()).ok();
+                let last_modified = modified.map(httpdate::fmt_http_date);
+                // RFC 9110 §13.1.3: not modified since the client's copy (second resolution).
+                let fresh = match (
+                    modified,
+                    req.if_modified_since
+                        .and_then(|v| httpdate::parse_http_date(v).ok()),
+                ) {
+                    (Some(m), Some(since)) => m
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .ok()
+                        .zip(
+                            since
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .ok()
+                                .map(|d| d.as_secs()),
+                        )
+                        .is_some_and(|(m, s)| m <= s),
+                    _ => false,
+                };
+                let ctype = content_type(&path);
+                let mut extra = String::from("Accept-Ranges: bytes\r\n");
+                if let Some(lm) = &last_modified {
+                    extra += &format!("Last-Modified: {lm}\r\n");
+                }
+                if fresh {
+                    self.responses[3] += 1;
+                    push_head(c, 304, "Not Modified", None, ctype, &extra);
+                    return;
+                }
+                match req.range.map_or(RangeAsk::Whole, |r| parse_range(r, len)) {
+                    RangeAsk::Whole => {
+                        self.responses[2] += 1;
+                        push_head(c, 200, "OK", Some(len), ctype, &extra);
+                        if !head_only && len > 0 {
+                            c.body = Some((file, len));
+                        }
+                    }
+                    RangeAsk::Part(first, last) => {
+                        use std::io::{Seek, SeekFrom};
+                        self.responses[2] += 1;
+                        extra += &format!("Content-Range: bytes {first}-{last}/{len}\r\n");
+                        let n = last - first + 1;
+                        push_head(c, 206, "Partial Content", Some(n), ctype, &extra);
+                        if !head_only && file.seek(SeekFrom::Start(first)).is_ok() {
+                            c.body = Some((file, n));
+                        }
+                    }
+                    RangeAsk::Unsatisfiable => {
+                        let cr = format!("Content-Range: bytes */{len}\r\n");
+                        Self::error(
+                            &mut self.responses,
+                            c,
+                            416,
+                            "Range Not Satisfiable",
+                            false,
+                            &cr,
+                        );
+                    }
                 }
             }
             Err(400) => Self::error(&mut self.responses, c, 400, "Bad Request", false, ""),
@@ -307,10 +430,14 @@ impl Http {
     }
 }
 
-fn push_head(c: &mut Conn, code: u16, reason: &str, len: u64, ctype: &str) {
+fn push_head(c: &mut Conn, code: u16, reason: &str, len: Option<u64>, ctype: &str, extra: &str) {
+    // 304 carries no body and so no Content-Length (RFC 9110 §15.4.5).
+    let len = len
+        .map(|l| format!("Content-Length: {l}\r\n"))
+        .unwrap_or_default();
     c.out.extend_from_slice(
         format!(
-            "HTTP/1.1 {code} {reason}\r\nServer: ringstack\r\nContent-Length: {len}\r\nContent-Type: {ctype}\r\nConnection: {}\r\n\r\n",
+            "HTTP/1.1 {code} {reason}\r\nServer: ringstack\r\n{len}Content-Type: {ctype}\r\n{extra}Connection: {}\r\n\r\n",
             if c.close_after { "close" } else { "keep-alive" }
         )
         .as_bytes(),
@@ -370,6 +497,21 @@ mod tests {
         assert!(parse_head("GET a HTTP/1.1").is_none());
         assert!(parse_head("GET /a HTTP/2").is_none());
         assert!(parse_head("GET /a HTTP/1.1\r\nbroken header").is_none());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeAsk::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeAsk::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeAsk::Part(90, 99));
+        assert_eq!(parse_range("bytes=-1000", 100), RangeAsk::Part(0, 99));
+        assert_eq!(parse_range("bytes=50-1000", 100), RangeAsk::Part(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=9-3", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("lines=1-2", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=x-y", 100), RangeAsk::Whole);
     }
 
     #[test]
