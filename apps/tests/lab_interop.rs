@@ -524,7 +524,7 @@ fn lab_ring_http_under_wrk_and_ab() {
         "ab saw failures:\n{text}"
     );
     assert!(
-        text.contains("Non-2xx responses") == false,
+        !text.contains("Non-2xx responses"),
         "ab saw non-2xx:\n{text}"
     );
     eprintln!(
