@@ -356,6 +356,7 @@ impl Stack {
     /// Queues as much of `data` as the send buffer takes; returns how much.
     pub fn tcp_send(&mut self, now: Instant, h: TcpHandle, data: &[u8]) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
+        tag_flow(&mut cx, &self.iface.tcp, h, false);
         self.iface.tcp.send(&mut cx, h, data)
     }
 
@@ -367,6 +368,7 @@ impl Stack {
         buf: &mut [u8],
     ) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
+        tag_flow(&mut cx, &self.iface.tcp, h, true);
         self.iface.tcp.recv(&mut cx, h, buf)
     }
 
@@ -412,5 +414,25 @@ impl Stack {
     pub fn tcp_abort(&mut self, now: Instant, h: TcpHandle) -> Result<(), TcpError> {
         let mut cx = cx!(self, now);
         self.iface.tcp.abort(&mut cx, h)
+    }
+}
+
+/// Tags the events of an application call on connection `h` with its flow, as it appears on
+/// the wire in that direction (`inbound`: peer → us), so traces filter by connection.
+fn tag_flow(cx: &mut Cx<'_>, tcp: &TcpLayer, h: TcpHandle, inbound: bool) {
+    if !cx.tracer.enabled() {
+        return;
+    }
+    if let (Some(local), Some(peer)) = (tcp.local_addr(h), tcp.peer_addr(h)) {
+        let (src, dst) = if inbound {
+            (peer, local)
+        } else {
+            (local, peer)
+        };
+        cx.set_flow(crate::trace::Flow {
+            protocol: ipv4::PROTO_TCP,
+            src,
+            dst,
+        });
     }
 }
