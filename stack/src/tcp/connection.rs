@@ -591,10 +591,19 @@ impl Tcb {
                     || (h.seq + (seg_len - 1)).in_range(self.rcv_nxt, self.rcv_nxt + wnd)
             }
         };
-        // A zero-window peer must still see our ACKs: a segment at RCV.NXT with data is
-        // processed for its ACK field even though the text cannot be accepted.
-        let zero_window_probe = !acceptable && wnd == 0 && h.seq == self.rcv_nxt;
-        if !acceptable && !zero_window_probe {
+        // RFC 9293 §3.10.7.4: "special allowance should be made to accept valid ACKs". A
+        // segment that starts inside the window *including its right edge*
+        // (RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND, Linux's tcp_sequence()) is processed for its
+        // ACK and window fields even when the RFC test rejects it; its text is trimmed away
+        // below. This covers a zero-window probe with data at RCV.NXT, and above all the pure
+        // ACKs of a peer that has filled our window: Linux sends them at SND.NXT
+        // (tcp_acceptable_seq), which is then exactly our right edge. With a hole before that
+        // edge, or once our window has closed, the strict test dropped every ACK of our data
+        // and both ends backed off their retransmission timers into a stall of tens of
+        // seconds (the impaired echo of the lab). RSTs keep the strict test (RFC 5961 §3.2).
+        let edge_allowance =
+            !acceptable && !rst && self.rcv_nxt <= h.seq && h.seq <= self.rcv_nxt + wnd;
+        if !acceptable && !edge_allowance {
             if !rst {
                 self.ack_now = true;
             }
@@ -779,6 +788,11 @@ impl Tcb {
             }
             dseq = self.rcv_nxt;
         }
+        if edge_allowance && !(plen == 0 && h.seq == self.rcv_nxt) {
+            // Nothing of it is inside the window: keep only a bare FIN at RCV.NXT, which takes
+            // no buffer space (Linux accepts it in a zero window too).
+            fin = false;
+        }
         let room = (self.rcv_nxt + wnd).since(dseq).min(
             self.rcv_buf
                 .free()
@@ -874,10 +888,10 @@ impl Tcb {
             } else {
                 self.ack_now = true;
             }
-        } else if plen > 0 || zero_window_probe {
-            // Duplicate data, or data beyond a zero window: tell the peer where we are.
+        } else if plen > 0 || (edge_allowance && seg_len > 0) {
+            // Duplicate data, or data beyond the window: tell the peer where we are.
             self.ack_now = true;
-            if zero_window_probe && plen > 0 {
+            if edge_allowance && plen > 0 {
                 env.cx.drop(
                     Direction::Rx,
                     Layer::Tcp,

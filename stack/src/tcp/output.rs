@@ -213,11 +213,21 @@ impl Tcb {
     }
 
     /// The window field to advertise, applying receiver SWS avoidance (RFC 9293 §3.8.6.2.2) and
-    /// never moving the right edge to the left (§3.8.6.2.2 / RFC 7323 §2.4).
+    /// never moving the right edge to the left (§3.8.6.2.2 / RFC 7323 §2.4) — except by less
+    /// than one unit of the window scale, when rounding the field up to keep the old edge would
+    /// offer space the receive buffer does not have (RFC 7323 §2.4 and Appendix F allow that
+    /// retraction; a peer that sends into it has its data trimmed and retransmits it).
+    ///
+    /// The field never promises more than `rcv_buf.free()`: with a shift of 3 and RCV.NXT moving
+    /// by amounts that are not multiples of 8, rounding up used to advertise up to 7 bytes past
+    /// a full buffer. A peer that filled that phantom window (Linux does, to the byte) had its
+    /// data dropped and was shown the same 8-byte window again, forever, until the application
+    /// read.
     pub(crate) fn window_field(&mut self) -> u16 {
         let ws = self.rcv_wscale as u32;
         let max_wnd = 65535u32 << ws;
         let free = self.rcv_buf.free().min(u32::MAX as usize) as u32;
+        let buf_edge = self.rcv_nxt + free;
         let mut right = self.rcv_nxt + free.min(max_wnd);
         let thresh = ((self.rcv_buf.capacity() / 2) as u32).min(self.rcv_mss.max(536));
         if right > self.rcv_adv && right.since(self.rcv_adv) < thresh {
@@ -228,7 +238,10 @@ impl Tcb {
         }
         let wnd = right.since(self.rcv_nxt);
         let mut field = (wnd >> ws).min(65535);
-        if self.rcv_nxt + (field << ws) < self.rcv_adv && field < 65535 {
+        if self.rcv_nxt + (field << ws) < self.rcv_adv
+            && field < 65535
+            && self.rcv_nxt + ((field + 1) << ws) <= buf_edge
+        {
             field += 1;
         }
         let adv = self.rcv_nxt + (field << ws);
