@@ -91,7 +91,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ..Impairment::none()
     });
     if let Some(spec) = &args.impair {
-        let imp: Impairment = spec.parse().with_context(|| format!("--impair {spec:?}"))?;
+        let imp: Impairment = match spec.parse() {
+            Ok(i) => i,
+            Err(e) => crate::usage!("--impair {spec:?}: {e}"),
+        };
         link = LinkConfig::impaired(imp);
     }
     let (nic_a, nic_b) = MemoryLink::pair(link);

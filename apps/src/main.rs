@@ -37,23 +37,63 @@ struct Cli {
 enum Command {
     /// Two stacks over an in-memory Ethernet link: ARP, ping, UDP echo (with fragmentation) and
     /// TCP, with the journey of each frame and the counters of both sides.
+    #[command(
+        after_help = "Examples:\n  ringstack demo\n  ringstack demo --impair loss=10%,reorder=5%,seed=7 --pcap demo.pcap --journey 80"
+    )]
     Demo(demo::DemoArgs),
     /// The journey of every frame through the layers (NIC, Ethernet, ARP/IPv4, ICMP/UDP/TCP,
     /// socket buffer, application) for the demo's traffic, with filters and JSON output.
+    #[command(
+        after_help = "Examples:\n  ringstack trace --conn 198.18.0.1:57995\n  ringstack trace --port 7 --drops-only --impair loss=20%,seed=1\n  ringstack trace --json | jq -c 'select(.layer == \"tcp\")'"
+    )]
     Trace(demo::TraceArgs),
-    /// Run the stack on a NIC with echo (TCP/UDP 7), discard (TCP 9) and HTTP (TCP 80) until
-    /// SIGINT/SIGTERM. Prints a line containing `ready` once listening.
+    /// Run the stack on a NIC with echo (TCP/UDP 7), discard (TCP 9), HTTP (TCP 80) and an
+    /// iperf3-compatible server (TCP 5201) until SIGINT/SIGTERM. Prints a line containing
+    /// `ready` once listening, and its counters on exit.
+    #[command(
+        after_help = "Examples:\n  ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site\n  ringstack serve --nic tap:rstap0 --services echo,http --impair loss=5%,seed=3 --stats-interval 5"
+    )]
     Serve(serve::ServeArgs),
     /// Fetch a URL over HTTP/1.1 with the stack on a NIC.
+    #[command(
+        after_help = "Example:\n  ringstack get --nic ring:veth1 --addr 198.18.0.2/24 http://198.18.0.1:8000/big.bin -o big.bin"
+    )]
     Get(client::GetArgs),
     /// Stream a file (or stdin) to HOST:PORT with the stack on a NIC, then close.
+    #[command(
+        after_help = "Example:\n  ringstack send --nic ring:veth1 --addr 198.18.0.2/24 198.18.0.1:9000 big.bin"
+    )]
     Send(client::SendArgs),
     /// Create a private network namespace with a veth pair (or TAP), run `serve` in it and
     /// print how to reach it; Ctrl-C removes everything. Needs root.
+    #[command(
+        after_help = "Examples:\n  sudo ringstack lab --backend ring --http-root ./site\n  sudo ringstack lab -- curl -s http://198.18.0.2/"
+    )]
     Lab(labcmd::LabArgs),
     /// Run an iperf3 TCP test against an iperf3 server (a real `iperf3 -s` or `ringstack
     /// serve`) with the stack on a NIC: `-t`/`-n`, `-l`, `-P`, `-R`, `--json`.
     Iperf(iperf_client::IperfArgs),
+}
+
+/// A bad command-line argument, found after parsing: reported as one line with exit status 2,
+/// like clap's own usage errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Returns early with a [`Usage`] error.
+#[macro_export]
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::Usage(format!($($t)*))))
+    };
 }
 
 fn main() -> ExitCode {
@@ -74,7 +114,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringstack: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

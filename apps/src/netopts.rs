@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use ringstack_nic::{ImpairNic, Impairment, Nic, PcapNic, PnetNic, RingConfig, RingNic, TapNic};
 use ringstack_stack::config::Mac;
@@ -51,11 +51,14 @@ pub struct NetOpts {
 fn parse_mac(s: &str) -> Result<Mac> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
-        bail!("bad MAC {s:?}: expected six hex bytes like 02:00:00:00:00:02");
+        crate::usage!("--mac {s:?}: expected six hex bytes like 02:00:00:00:00:02");
     }
     let mut mac = [0u8; 6];
     for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {s:?}"))?;
+        match u8::from_str_radix(p, 16) {
+            Ok(v) => *m = v,
+            Err(_) => crate::usage!("--mac {s:?}: expected six hex bytes like 02:00:00:00:00:02"),
+        }
     }
     Ok(mac)
 }
@@ -63,9 +66,23 @@ fn parse_mac(s: &str) -> Result<Mac> {
 impl NetOpts {
     /// Opens the NIC (wrapped in a pcap writer if asked).
     pub fn open_nic(&self) -> Result<Box<dyn Nic>> {
-        let (kind, name) = self.nic.split_once(':').with_context(|| {
-            format!("--nic {:?}: expected KIND:NAME, e.g. ring:veth1", self.nic)
-        })?;
+        // Check every argument before touching the device.
+        let Some((kind, name)) = self.nic.split_once(':') else {
+            crate::usage!("--nic {:?}: expected KIND:NAME, e.g. ring:veth1", self.nic);
+        };
+        if !matches!(kind, "ring" | "tap" | "pnet") {
+            crate::usage!(
+                "--nic {:?}: unknown kind {kind:?}: use ring, tap or pnet",
+                self.nic
+            );
+        }
+        let impairment: Option<Impairment> = match &self.impair {
+            Some(spec) => match spec.parse() {
+                Ok(i) => Some(i),
+                Err(e) => crate::usage!("--impair {spec:?}: {e}"),
+            },
+            None => None,
+        };
         let nic: Box<dyn Nic> = match kind {
             "ring" => Box::new(RingNic::with_config(
                 name,
@@ -77,15 +94,10 @@ impl NetOpts {
                 },
             )?),
             "tap" => Box::new(TapNic::create(name)?),
-            "pnet" => Box::new(PnetNic::open(name)?),
-            _ => bail!(
-                "--nic {:?}: unknown kind {kind:?}: use ring, tap or pnet",
-                self.nic
-            ),
+            _ => Box::new(PnetNic::open(name)?),
         };
-        let nic: Box<dyn Nic> = match &self.impair {
-            Some(spec) => {
-                let imp: Impairment = spec.parse().with_context(|| format!("--impair {spec:?}"))?;
+        let nic: Box<dyn Nic> = match impairment {
+            Some(imp) => {
                 let seed = imp.seed.unwrap_or(0);
                 Box::new(ImpairNic::new(nic, imp.clone(), imp, seed))
             }
@@ -102,20 +114,21 @@ impl NetOpts {
 
     /// The stack configuration these options describe.
     pub fn config(&self) -> Result<Config> {
-        let (ip, prefix) = self.addr.split_once('/').with_context(|| {
+        let bad = || {
             format!(
                 "--addr {:?}: expected ADDRESS/PREFIX, e.g. 198.18.0.2/24",
                 self.addr
             )
-        })?;
-        let ip: Ipv4Addr = ip
-            .parse()
-            .with_context(|| format!("--addr {:?}: bad address", self.addr))?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .with_context(|| format!("--addr {:?}: prefix must be 0..=32", self.addr))?;
+        };
+        let Some((ip, prefix)) = self.addr.split_once('/') else {
+            crate::usage!("{}", bad());
+        };
+        let (Ok(ip), Some(prefix)) = (
+            ip.parse::<Ipv4Addr>(),
+            prefix.parse::<u8>().ok().filter(|p| *p <= 32),
+        ) else {
+            crate::usage!("{}", bad());
+        };
         let mac = match &self.mac {
             Some(m) => parse_mac(m)?,
             // A TAP's own MAC belongs to the kernel side; pick a locally administered one.

@@ -17,7 +17,8 @@ use crate::services::{discard::Discard, echo::Echo, http::Http, Service};
 pub struct ServeArgs {
     #[command(flatten)]
     pub net: NetOpts,
-    /// Services to run, comma-separated: echo (TCP+UDP 7), discard (TCP 9), http (TCP 80).
+    /// Services to run, comma-separated: echo (TCP+UDP 7), discard (TCP 9), http (TCP 80),
+    /// iperf (TCP 5201, iperf3-compatible).
     #[arg(long, default_value = "echo,discard,http,iperf")]
     pub services: String,
     /// Directory the http service serves files from (without it: a built-in page at /).
@@ -76,7 +77,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
                 stack,
                 crate::services::iperf::PORT,
             )?),
-            other => bail!("--services: unknown service {other:?}: use echo, discard, http, iperf"),
+            other => crate::usage!(
+                "--services: unknown service {other:?}: use echo, discard, http, iperf"
+            ),
         });
     }
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
