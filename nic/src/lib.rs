@@ -107,6 +107,9 @@ pub struct NicStats {
     pub delayed: u64,
     /// Frames tail-dropped because the bandwidth-capped queue was full.
     pub queue_drops: u64,
+    /// System calls the backend made to move frames (receive, send, TX kicks, `poll` waits):
+    /// the ring's whole point is to make this much smaller than the frame count.
+    pub syscalls: u64,
 }
 
 /// A device that moves batches of Ethernet frames.

@@ -128,6 +128,7 @@ impl Nic for PnetNic {
     ) -> Result<usize, NicError> {
         let mut handed = 0;
         while handed < budget {
+            self.stats.syscalls += 1;
             match self.rx.next() {
                 Ok(frame) => {
                     if frame.len() > self.info.max_frame {
@@ -169,6 +170,7 @@ impl Nic for PnetNic {
             self.stats.tx_dropped += 1;
             return Err(NicError::TooLarge { len, max });
         }
+        self.stats.syscalls += 1;
         match self.tx.send_to(&self.slot[..len], None) {
             Some(Ok(())) => {
                 self.stats.tx_frames += 1;

@@ -161,6 +161,8 @@ pub struct RingStats {
     pub malformed_blocks: u64,
     /// TX kicks (`send` calls) made.
     pub tx_kicks: u64,
+    /// `poll` calls made while waiting for frames.
+    pub polls: u64,
 }
 
 /// The AF_PACKET TPACKET_V3 ring backend. See the [module docs](self).
@@ -300,6 +302,7 @@ impl RingNic {
         if self.map.rx_block(self.rx_block).is_some() {
             return Ok(true);
         }
+        self.update_ring_stats(|s| s.polls += 1);
         Ok(poll_fd(self.socket.raw(), libc::POLLIN, timeout)?)
     }
 
@@ -471,6 +474,7 @@ impl Nic for RingNic {
         self.refresh_kernel_stats();
         NicStats {
             rx_dropped: self.stats.rx_dropped + self.ring_stats.get().kernel_drops,
+            syscalls: self.ring_stats.get().tx_kicks + self.ring_stats.get().polls,
             ..self.stats
         }
     }

@@ -109,6 +109,7 @@ impl Nic for TapNic {
     ) -> Result<usize, NicError> {
         let mut handed = 0;
         while handed < budget {
+            self.stats.syscalls += 1;
             let len = match self.iface.recv(&mut self.rx_buf) {
                 Ok(len) => len,
                 Err(e) if would_block(&e) => break,
@@ -140,6 +141,7 @@ impl Nic for TapNic {
             self.stats.tx_dropped += 1;
             return Err(NicError::TooLarge { len, max });
         }
+        self.stats.syscalls += 1;
         match self.iface.send(&self.tx_buf[..len]) {
             Ok(_) => {
                 self.stats.tx_frames += 1;
