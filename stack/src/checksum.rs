@@ -14,6 +14,9 @@ pub fn accumulate(mut sum: u64, data: &[u8]) -> u64 {
         let (s, carry) = sum.overflowing_add(w);
         sum = s + carry as u64;
     }
+    // Fold to at most 33 bits so the additions below cannot overflow (the value is unchanged
+    // modulo 0xffff, which is all a one's-complement sum cares about).
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
     let rest = chunks.remainder();
     let mut i = 0;
     while i + 1 < rest.len() {
@@ -78,6 +81,14 @@ mod tests {
         zeroed[10] = 0;
         zeroed[11] = 0;
         assert_eq!(checksum(&zeroed), 0xb861);
+    }
+
+    #[test]
+    fn a_sum_at_u64_max_does_not_overflow() {
+        // Found by fuzzing: eight 0xff bytes leave the running sum at u64::MAX.
+        let data = [0xffu8; 10];
+        assert_eq!(checksum(&data), 0);
+        assert_eq!(finish(accumulate(u64::MAX, &[0xff, 0xff])), 0);
     }
 
     #[test]
