@@ -29,3 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --all-targets
+
+# The fuzz targets (their own Cargo workspace): replay the committed corpus and every crash
+# found so far, then a deterministic bounded run of each target (installs cargo-fuzz if needed).
+(cd fuzz && cargo test)
+FUZZ_RUNS=20000 FUZZ_SEED=1 scripts/fuzz.sh
