@@ -30,12 +30,45 @@ pub fn available() -> bool {
 
 /// Runs `exe --callgrind-workload name --bytes bytes` under callgrind, out file in `dir`.
 pub fn run(exe: &Path, dir: &Path, name: &str, bytes: u64) -> Result<Run> {
-    let out = dir.join(format!("callgrind.{name}.{bytes}.out"));
-    let o = Command::new("valgrind")
+    run_with(exe, dir, name, &["--bytes", &bytes.to_string()])
+}
+
+/// Runs `exe --callgrind-workload name extra...` under callgrind, out file in `dir`.
+pub fn run_with(exe: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<Run> {
+    run_inner(exe, dir, name, extra, None)
+}
+
+/// Like [`run_with`], counting only while inside function `toggle` (`--collect-atstart=no
+/// --toggle-collect=toggle`).
+pub fn run_toggled(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    toggle: &str,
+) -> Result<Run> {
+    run_inner(exe, dir, name, extra, Some(toggle))
+}
+
+fn run_inner(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    toggle: Option<&str>,
+) -> Result<Run> {
+    let out = dir.join(format!("callgrind.{name}.{}.out", extra.join("")));
+    let mut cmd = Command::new("valgrind");
+    if let Some(t) = toggle {
+        cmd.arg("--collect-atstart=no")
+            .arg(format!("--toggle-collect={t}"));
+    }
+    let o = cmd
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
-        .args(["--callgrind-workload", name, "--bytes", &bytes.to_string()])
+        .args(["--callgrind-workload", name])
+        .args(extra)
         .output()
         .context("running valgrind")?;
     if !o.status.success() {
@@ -64,11 +97,17 @@ pub fn run(exe: &Path, dir: &Path, name: &str, bytes: u64) -> Result<Run> {
     })
 }
 
-/// Per-function costs from `callgrind_annotate` (`inclusive` or self), demangled names.
-pub fn functions(out: &Path, inclusive: bool) -> Result<Vec<(u64, String)>> {
+/// Per-function costs from `callgrind_annotate` (`inclusive` or self): `(Ir, source file,
+/// demangled function)`. Without `--inclusive`, code inlined from another file is listed
+/// separately under that file (same function), which is how inlined layers are attributed.
+pub fn functions(out: &Path, inclusive: bool) -> Result<Vec<(u64, String, String)>> {
     let o = Command::new("callgrind_annotate")
-        .arg(format!("--inclusive={}", if inclusive { "yes" } else { "no" }))
+        .arg(format!(
+            "--inclusive={}",
+            if inclusive { "yes" } else { "no" }
+        ))
         .arg("--threshold=100")
+        .arg("--auto=no")
         .arg(out)
         .output()
         .context("running callgrind_annotate")?;
@@ -96,15 +135,18 @@ pub fn functions(out: &Path, inclusive: bool) -> Result<Vec<(u64, String)>> {
             None => rest,
         };
         let rest = rest.rsplit_once(" [").map_or(rest, |x| x.0);
-        // Drop "file:" (the file part has no "::" before its single ':').
-        let name = match rest.find(':') {
-            Some(i) if !rest[i..].starts_with("::") => &rest[i + 1..],
-            _ => rest,
-        };
-        if name.is_empty() || rest.starts_with("PROGRAM TOTALS") {
+        if rest.starts_with("PROGRAM TOTALS") {
             continue;
         }
-        v.push((n, name.to_string()));
+        // Split "file:" off (the file part has no "::" before its single ':').
+        let (file, name) = match rest.find(':') {
+            Some(i) if !rest[i..].starts_with("::") => (&rest[..i], &rest[i + 1..]),
+            _ => ("", rest),
+        };
+        if name.is_empty() {
+            continue;
+        }
+        v.push((n, file.to_string(), name.to_string()));
     }
     Ok(v)
 }
@@ -119,7 +161,42 @@ fn path_of(f: &str) -> String {
     s.replace(['<', '>', '&'], "")
 }
 
-/// The layer (group) a function is attributed to, or `None` for "other".
+/// The layer of code from source `file` (for code of our own crates and smoltcp), if known.
+fn layer_of_file(file: &str) -> Option<&'static str> {
+    let f = file.replace('\\', "/");
+    if let Some(i) = f.find("stack/src/") {
+        let rel = &f[i + "stack/src/".len()..];
+        let m = rel
+            .trim_end_matches(".rs")
+            .replace("/mod", "")
+            .replace('/', "::");
+        return Some(layer_of(&format!("ringstack_stack::{m}::x")));
+    }
+    for (dir, path) in [
+        ("nic/src/memory", "ringstack_nic::memory::x"),
+        ("nic/src/smoltcp_device", "ringstack_nic::smoltcp_device::x"),
+        ("nic/src/", "ringstack_nic::x"),
+        ("sockets/src/", "ringstack_sockets::x"),
+        ("bench/src/", "ringstack_bench::x"),
+        ("/src/wire/", "smoltcp::wire::x"),
+        ("/src/iface/", "smoltcp::iface::x"),
+        ("/src/socket/", "smoltcp::socket::x"),
+        ("rand_chacha", "rand_chacha::x"),
+    ] {
+        if f.contains(dir) {
+            return Some(layer_of(path));
+        }
+    }
+    None
+}
+
+/// The layer of `(file, function)`: by source file for our crates (so inlined code counts in
+/// its own layer), else by the function's module path.
+pub fn layer_of_code(file: &str, f: &str) -> &'static str {
+    layer_of_file(file).unwrap_or_else(|| layer_of(f))
+}
+
+/// The layer (group) a function is attributed to by its module path.
 pub fn layer_of(f: &str) -> &'static str {
     let p = path_of(f);
     let p = p.as_str();
@@ -154,7 +231,10 @@ pub fn layer_of(f: &str) -> &'static str {
         ("ringstack_stack::checksum", "stack::checksum"),
         ("ringstack_stack::counters", "stack::counters"),
         ("ringstack_stack::trace", "stack::trace"),
-        ("ringstack_stack::", "stack (stack.rs, interface, socket, other)"),
+        (
+            "ringstack_stack::",
+            "stack (stack.rs, interface, socket, other)",
+        ),
         ("ringstack_nic::memory", "nic::memory (the link)"),
         ("ringstack_nic::smoltcp_device", "nic::smoltcp_device"),
         ("ringstack_nic::", "nic (other)"),
@@ -195,11 +275,11 @@ pub fn layer_of(f: &str) -> &'static str {
 /// calls). Sorted by self cost, descending.
 pub fn breakdown(out: &Path) -> Result<Vec<(String, u64, u64)>> {
     let mut selfc: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (n, f) in functions(out, false)? {
-        *selfc.entry(layer_of(&f)).or_default() += n;
+    for (n, file, f) in functions(out, false)? {
+        *selfc.entry(layer_of_code(&file, &f)).or_default() += n;
     }
     let mut incl: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (n, f) in functions(out, true)? {
+    for (n, _, f) in functions(out, true)? {
         let e = incl.entry(layer_of(&f)).or_default();
         *e = (*e).max(n);
     }
@@ -207,14 +287,20 @@ pub fn breakdown(out: &Path) -> Result<Vec<(String, u64, u64)>> {
         .into_iter()
         .map(|(k, s)| (k.to_string(), s, incl.get(k).copied().unwrap_or(0)))
         .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
     Ok(v)
 }
 
-/// The `k` functions with the largest self cost.
+/// The `k` largest self costs, as `file:function` entries (inlined code listed by its file).
 pub fn top_functions(out: &Path, k: usize) -> Result<Vec<(u64, String)>> {
-    let mut v = functions(out, false)?;
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut v: Vec<(u64, String)> = functions(out, false)?
+        .into_iter()
+        .map(|(n, file, f)| {
+            let short = file.rsplit_once("/src/").map_or(file.as_str(), |x| x.1);
+            (n, format!("{short}: {f}"))
+        })
+        .collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.0));
     v.truncate(k);
     Ok(v)
 }
@@ -236,6 +322,17 @@ mod tests {
         assert_eq!(
             layer_of("ringstack_stack::checksum::sum"),
             "stack::checksum"
+        );
+        assert_eq!(
+            layer_of_code(
+                "/work/main/stack/src/checksum.rs",
+                "ringstack_stack::tcp::segment::Segment::parse"
+            ),
+            "stack::checksum"
+        );
+        assert_eq!(
+            layer_of_code("/work/main/stack/src/ipv4/mod.rs", "x"),
+            "stack::ipv4"
         );
         assert_eq!(
             layer_of("__memcpy_avx_unaligned_erms"),

@@ -33,8 +33,8 @@ fn kernel_servers(root: PathBuf) -> Result<()> {
     let discard = TcpListener::bind("0.0.0.0:9")?;
     let echo = TcpListener::bind("0.0.0.0:7")?;
     let http = TcpListener::bind("0.0.0.0:80")?;
-    std::thread::spawn(move || serve(discard, |s| discard_conn(s)));
-    std::thread::spawn(move || serve(echo, |s| echo_conn(s)));
+    std::thread::spawn(move || serve(discard, discard_conn));
+    std::thread::spawn(move || serve(echo, echo_conn));
     std::thread::spawn(move || serve(http, move |s| http_conn(s, &root)));
     println!("ready");
     io::stdout().flush()?;

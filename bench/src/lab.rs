@@ -32,6 +32,8 @@ use crate::stats::Samples;
 pub enum Server {
     /// ringstack on the AF_PACKET ring.
     Ring,
+    /// ringstack on the AF_PACKET ring with 64 KiB blocks (`--ring-block-size 65536`).
+    RingSmall,
     /// ringstack on the plain packet socket.
     Pnet,
     /// Linux, veth offloads off.
@@ -42,9 +44,10 @@ pub enum Server {
 
 impl Server {
     /// All, in round order.
-    pub const ALL: [Server; 4] = [
+    pub const ALL: [Server; 5] = [
         Server::Ring,
         Server::Pnet,
+        Server::RingSmall,
         Server::KernelOff,
         Server::KernelOn,
     ];
@@ -53,6 +56,7 @@ impl Server {
     pub fn name(self) -> &'static str {
         match self {
             Server::Ring => "ringstack ring",
+            Server::RingSmall => "ringstack ring, 64 KiB blocks",
             Server::Pnet => "ringstack pnet",
             Server::KernelOff => "kernel (offloads off)",
             Server::KernelOn => "kernel (offloads on)",
@@ -115,8 +119,7 @@ fn sh(args: &[&str]) -> Result<()> {
 
 /// Why the lab cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
-    // SAFETY-free: geteuid has no preconditions.
-    let uid = unsafe_free_euid();
+    let uid = euid();
     if uid != 0 {
         return Some(format!(
             "not root (euid {uid}): the lab needs CAP_NET_ADMIN/CAP_SYS_ADMIN"
@@ -135,7 +138,7 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-fn unsafe_free_euid() -> u32 {
+fn euid() -> u32 {
     // /proc/self/status "Uid: real effective saved fs".
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -187,7 +190,8 @@ impl Proc {
 
     /// User+system CPU seconds so far.
     fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
         let rest = stat.rsplit_once(')').map_or("", |x| x.1);
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -233,10 +237,7 @@ fn clk_tck() -> f64 {
 
 /// Runs `cmd` to completion, killing it after `limit`.
 fn run_limited(mut cmd: Command, limit: Duration) -> Result<Output> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let t = Instant::now();
     loop {
         if child.try_wait()?.is_some() {
@@ -339,18 +340,18 @@ impl Env {
 
     fn client_lab(&self, s: Server) -> &Lab {
         match s {
-            Server::Ring | Server::Pnet => &self.rs,
+            Server::Ring | Server::RingSmall | Server::Pnet => &self.rs,
             Server::KernelOff | Server::KernelOn => &self.k,
         }
     }
 
     fn start(&self, s: Server) -> Result<Proc> {
         let mut cmd = match s {
-            Server::Ring | Server::Pnet => {
-                let nic = if s == Server::Ring {
-                    "ring:veth1"
-                } else {
+            Server::Ring | Server::RingSmall | Server::Pnet => {
+                let nic = if s == Server::Pnet {
                     "pnet:veth1"
+                } else {
+                    "ring:veth1"
                 };
                 let mut c = self.rs.command(&self.ringstack);
                 c.args([
@@ -364,6 +365,9 @@ impl Env {
                     "--http-root",
                 ])
                 .arg(&self.dir);
+                if s == Server::RingSmall {
+                    c.args(["--ring-block-size", "65536", "--ring-blocks", "64"]);
+                }
                 c
             }
             Server::KernelOff | Server::KernelOn => {

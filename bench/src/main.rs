@@ -54,6 +54,9 @@ struct Cli {
     /// Bytes for `--callgrind-workload`.
     #[arg(long, default_value_t = 1 << 20)]
     bytes: u64,
+    /// Waits for `--callgrind-workload epoll-N` / `poll-N` (N idle sockets + 10 ready).
+    #[arg(long, default_value_t = 1000)]
+    waits: u64,
 }
 
 fn main() -> Result<()> {
@@ -64,6 +67,22 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     if let Some(name) = &cli.callgrind_workload {
+        if let Some((mux, n)) = name
+            .split_once('-')
+            .filter(|x| x.0 == "epoll" || x.0 == "poll")
+        {
+            let mut s = readiness::Setup::new(n.parse().context("epoll-N: N idle sockets")?)?;
+            let m = if mux == "epoll" {
+                readiness::Mux::Epoll
+            } else {
+                readiness::Mux::Poll
+            };
+            for _ in 0..cli.waits {
+                s.wait(m)?;
+            }
+            println!("waits={} sender_frames=0", cli.waits);
+            return Ok(());
+        }
         let c = mem::contender(name)?;
         let o = mem::transfer(c, cli.bytes)?;
         println!(
@@ -123,7 +142,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
     }
     if want("readiness") {
-        readiness_wl(cli, rounds, &mut rep)?;
+        readiness_wl(cli, &exe, rounds, &mut rep)?;
     }
     if want("lab") {
         match lab::unavailable() {
@@ -301,7 +320,7 @@ fn instructions(cli: &Cli, exe: &std::path::Path, layers: bool, rep: &mut Report
 }
 
 /// Workload 3.
-fn readiness_wl(cli: &Cli, rounds: usize, rep: &mut Report) -> Result<()> {
+fn readiness_wl(cli: &Cli, exe: &std::path::Path, rounds: usize, rep: &mut Report) -> Result<()> {
     use readiness::{Mux, Setup};
     let ns = [1usize, 10, 1_000, 100_000];
     let target = Duration::from_millis(if cli.quick { 5 } else { 20 });
@@ -311,6 +330,28 @@ fn readiness_wl(cli: &Cli, rounds: usize, rep: &mut Report) -> Result<()> {
         setups.push(Setup::new(n)?);
     }
     let setup_secs = t0.elapsed().as_secs_f64();
+    // Instructions per wait (callgrind, collecting only inside `Epoll::wait`).
+    let mut ir_per_wait = vec![f64::NAN; ns.len()];
+    if callgrind::available() {
+        let dir = std::env::temp_dir().join(format!("ringstack-bench-rd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        for (i, &n) in ns.iter().enumerate() {
+            // 100,000 sockets take minutes to set up under valgrind: full runs only.
+            if cli.quick && n > 1_000 {
+                continue;
+            }
+            let name = format!("epoll-{n}");
+            let r = callgrind::run_toggled(
+                exe,
+                &dir,
+                &name,
+                &["--waits", "1000"],
+                "ringstack_sockets::epoll::Epoll::wait",
+            )?;
+            ir_per_wait[i] = r.ir as f64 / 1000.0;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let muxes = [Mux::Epoll, Mux::Poll, Mux::Select];
     let mut ns_s = vec![vec![Samples::default(); 3]; ns.len()];
     let mut work = vec![vec![readiness::WorkPerWait::default(); 3]; ns.len()];
@@ -337,7 +378,8 @@ fn readiness_wl(cli: &Cli, rounds: usize, rep: &mut Report) -> Result<()> {
             "select ns/wait",
             "examined per wait: epoll / poll / select",
             "bytes copied per wait: poll / select",
-            "epoll(N) / epoll(10)",
+            "epoll Ir/wait (callgrind)",
+            "epoll(N) / epoll(10): ns, Ir",
             "target",
             "poll / epoll",
         ],
@@ -366,7 +408,12 @@ fn readiness_wl(cli: &Cli, rounds: usize, rep: &mut Report) -> Result<()> {
                 num(work[i][1].copied),
                 sel(2, num(work[i][2].copied))
             ),
-            ratio(ns_s[i][0].median(), epoll10),
+            num(ir_per_wait[i]),
+            format!(
+                "{}, {}",
+                ratio(ns_s[i][0].median(), epoll10),
+                ratio(ir_per_wait[i], ir_per_wait[1])
+            ),
             if n == 100_000 { "≤ 1.2x" } else { "—" }.into(),
             ratio(ns_s[i][1].median(), ns_s[i][0].median()),
         ]);
@@ -404,7 +451,7 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
         }
     }
     drop(env);
-    let (ring, pnet, koff, kon) = (&res[0], &res[1], &res[2], &res[3]);
+    let (ring, pnet, small, koff, kon) = (&res[0], &res[1], &res[2], &res[3], &res[4]);
     let mut t = Table::new(
         format!(
             "Lab bulk TCP: Linux client → server discard (TCP 9), {} MiB, {} rounds, veth",
@@ -423,7 +470,7 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
             s.name().into(),
             res[i].bulk_gbps.cell(),
             res[i].bulk_fps.cell(),
-            if i < 2 {
+            if i < 3 {
                 res[i].bulk_frames_per_cpu_s.cell()
             } else {
                 "n/a (softirq not attributed)".into()
@@ -431,9 +478,11 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
         ]);
     }
     t.note(format!(
-        "ring / pnet: {} Gbit/s, {} frames per CPU-second (target ≥ 1.5x frames/s for the same CPU). ring / kernel (offloads off): {} (target ≥ 1x: 7.2 Gbit/s in the issue). ring / kernel (offloads on): {} (target ≥ 0.75x, needs vnet headers).",
+        "ring / pnet: {} Gbit/s, {} frames per CPU-second (target ≥ 1.5x frames/s for the same CPU); with 64 KiB blocks {} Gbit/s, {} per CPU-second. ring / kernel (offloads off): {} (target ≥ 1x: 7.2 Gbit/s in the issue). ring / kernel (offloads on): {} (target ≥ 0.75x, needs vnet headers).",
         ratio(ring.bulk_gbps.median(), pnet.bulk_gbps.median()),
         ratio(ring.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
+        ratio(small.bulk_gbps.median(), pnet.bulk_gbps.median()),
+        ratio(small.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
         ratio(ring.bulk_gbps.median(), koff.bulk_gbps.median()),
         ratio(ring.bulk_gbps.median(), kon.bulk_gbps.median()),
     ));
@@ -479,7 +528,7 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
             res[i].rr_p50_us.cell(),
             res[i].rr_p99_us.cell(),
             ratio(res[i].rr_tps.median(), koff.rr_tps.median()),
-            if i == 0 { "≥ 1x" } else { "—" }.into(),
+            if i == 0 || i == 2 { "≥ 1x" } else { "—" }.into(),
         ]);
     }
     t.note("Client: this bench's `rr-client` (kernel TCP, TCP_NODELAY, 200 warm-up transactions, hdrhistogram). No CPU pinning: client and server float over the 2 cores.");
