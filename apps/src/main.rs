@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod demo;
+mod experiment;
 mod iperf_client;
 mod labcmd;
 mod netopts;
@@ -73,6 +74,9 @@ enum Command {
     /// Run an iperf3 TCP test against an iperf3 server (a real `iperf3 -s` or `ringstack
     /// serve`) with the stack on a NIC: `-t`/`-n`, `-l`, `-P`, `-R`, `--json`.
     Iperf(iperf_client::IperfArgs),
+    /// The notes' demonstrations on the in-memory link, no privileges needed: LT + blocking
+    /// starvation, ET vs LT, thundering herd, select vs epoll, copies per byte.
+    Experiment(experiment::ExperimentArgs),
 }
 
 /// A bad command-line argument, found after parsing: reported as one line with exit status 2,
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::Send(args) => client::send(&args),
         Command::Lab(args) => labcmd::run(&args),
         Command::Iperf(args) => iperf_client::run(&args),
+        Command::Experiment(args) => experiment::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

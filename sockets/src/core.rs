@@ -71,6 +71,10 @@ pub struct Work {
     /// Bytes copied between socket buffers and application buffers (stage two of a read, the
     /// first copy of a write), whoever did the copy.
     pub user_copy_bytes: u64,
+    /// Bytes the application consumed from or wrote into socket buffers *in place*
+    /// ([`crate::TcpStream::recv_with`], [`crate::TcpStream::send_with`],
+    /// [`crate::TcpStream::send_file`]): no copy by the socket layer.
+    pub in_place_bytes: u64,
 }
 
 /// What a descriptor refers to.
@@ -386,6 +390,54 @@ impl Core {
         let r = self.stack(p).tcp_send(now, h, buf).map_err(error::tcp);
         if let Ok(n) = r {
             self.procs[p].work.user_copy_bytes += n as u64;
+        }
+        self.notify(p, fd);
+        r
+    }
+
+    /// `recv` in place on a TCP descriptor: lends the contiguous readable bytes of the receive
+    /// buffer to the closure in `f` (taken out of the `Option` only if it is called, so a
+    /// blocking caller can retry with the same closure). `Ok(0)` with `f` still `Some` is end of
+    /// stream (or `shutdown(Read)`).
+    pub fn tcp_recv_with<F: FnOnce(&[u8]) -> usize>(
+        &mut self,
+        p: usize,
+        fd: Fd,
+        f: &mut Option<F>,
+    ) -> io::Result<usize> {
+        let h = self.tcp_handle(p, fd)?;
+        if self.file(p, fd)?.read_shut {
+            return Ok(0);
+        }
+        let now = self.now;
+        let r = self
+            .stack(p)
+            .tcp_recv_with(now, h, |data| f.take().map_or(0, |f| f(data)))
+            .map_err(error::tcp);
+        if let Ok(n) = r {
+            self.procs[p].work.in_place_bytes += n as u64;
+        }
+        self.notify(p, fd);
+        r
+    }
+
+    /// `send` in place on a TCP descriptor: lends the contiguous free space of the send buffer
+    /// to the closure in `f` (taken only if called; `WouldBlock` without calling it when the
+    /// buffer is full).
+    pub fn tcp_send_with<F: FnOnce(&mut [u8]) -> usize>(
+        &mut self,
+        p: usize,
+        fd: Fd,
+        f: &mut Option<F>,
+    ) -> io::Result<usize> {
+        let h = self.tcp_handle(p, fd)?;
+        let now = self.now;
+        let r = self
+            .stack(p)
+            .tcp_send_with(now, h, |room| f.take().map_or(0, |f| f(room)))
+            .map_err(error::tcp);
+        if let Ok(n) = r {
+            self.procs[p].work.in_place_bytes += n as u64;
         }
         self.notify(p, fd);
         r

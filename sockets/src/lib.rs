@@ -38,6 +38,17 @@
 //! 100,000 idle sockets cost it nothing. The tests in `tests/tests/io_models.rs` assert these
 //! claims by counting, never by timing.
 //!
+//! ## Zero-copy and copies, counted
+//!
+//! [`TcpStream::recv_with`] and [`TcpStream::send_with`] lend the socket buffers to a closure
+//! instead of copying through an application buffer; [`TcpStream::send_file`] maps a file and
+//! fills the send buffer straight from the mapping. [`Net::copies`] returns the stack's
+//! per-boundary copy counters ([`Copies`]); [`zero_copy`] tabulates copies per byte for each
+//! path (`read`+`write` 3, `send_file` 2, `recv_with` 1 vs `read` 2) and says honestly why
+//! `send_file` is not yet one copy. [`scenarios`] holds the notes' demonstrations as functions
+//! (starvation, LT/ET, thundering herd, select vs epoll, copies) shared by the tests and
+//! `ringstack experiment`.
+//!
 //! ## Driving and threads
 //!
 //! See [`net`]: in the default one-thread model, every call drives the stack itself (a blocking
@@ -59,11 +70,13 @@ pub mod host;
 pub mod net;
 pub mod poll;
 pub mod proactor;
+pub mod scenarios;
 pub mod select;
 pub mod signal;
 pub mod sim;
 pub mod tcp;
 pub mod udp;
+pub mod zero_copy;
 
 pub use clock::{Clock, SystemClock};
 pub use core::Work;
@@ -78,3 +91,4 @@ pub use proactor::{Completion, Ring};
 pub use select::{FdSet, FD_SETSIZE};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
+pub use zero_copy::Copies;

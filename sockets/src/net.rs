@@ -192,6 +192,18 @@ impl Net {
         self.with_raw(|core, p| core.procs[p].work)
     }
 
+    /// A snapshot of this machine's stack counters (`nstat`-like, with drop reasons).
+    pub fn counters(&self) -> ringstack_stack::Counters {
+        self.with_stack(|s| s.counters().clone())
+    }
+
+    /// This machine's copy counters: the bytes moved across each boundary of a frame's
+    /// journey (see [`Copies`](crate::zero_copy::Copies)). Subtract an earlier snapshot with
+    /// [`Copies::since`](crate::zero_copy::Copies::since) to measure one transfer.
+    pub fn copies(&self) -> crate::zero_copy::Copies {
+        self.with_stack(|s| crate::zero_copy::Copies::from_counters(s.counters()))
+    }
+
     /// Resets this machine's work counters to zero.
     pub fn reset_work(&self) {
         self.with_raw(|core, p| core.procs[p].work = Work::default());

@@ -31,7 +31,7 @@ use crate::net::Net;
 /// The listen backlog used by [`TcpListener::bind`] (std uses 128 too).
 pub const DEFAULT_BACKLOG: usize = 128;
 
-fn timeout_for(nonblocking: bool, t: Option<Duration>) -> Option<Duration> {
+pub(crate) fn timeout_for(nonblocking: bool, t: Option<Duration>) -> Option<Duration> {
     if nonblocking {
         Some(Duration::ZERO)
     } else {

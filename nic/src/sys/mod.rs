@@ -10,8 +10,10 @@
 //! - [`ring`]: the shared RX/TX ring mapping, with the block/frame status words accessed
 //!   atomically (Acquire loads, Release stores).
 //! - [`netns`]: moving the calling *thread* into a fresh, empty network namespace.
+//! - [`file_map`]: read-only file mappings for `send_file`.
 #![allow(unsafe_code)]
 
+pub(crate) mod file_map;
 pub(crate) mod netns;
 pub(crate) mod ring;
 pub(crate) mod socket;
