@@ -34,3 +34,7 @@ cargo test --workspace --all-targets
 # found so far, then a deterministic bounded run of each target (installs cargo-fuzz if needed).
 (cd fuzz && cargo test)
 FUZZ_RUNS=20000 FUZZ_SEED=1 scripts/fuzz.sh
+
+# A quick run of the benchmark harness (no targets enforced), so that it cannot rot.
+cargo build --release -p ringstack -p ringstack-bench
+"${CARGO_TARGET_DIR:-target}/release/ringstack-bench" --quick
