@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 declare -A pkg=(
   [ip]=iproute2 [ethtool]=ethtool [ping]=iputils-ping [arping]=arping [curl]=curl
   [nc]=netcat-openbsd [iperf3]=iperf3 [tshark]=tshark [python3]=python3 [wrk]=wrk
-  [ab]=apache2-utils
+  [ab]=apache2-utils [valgrind]=valgrind
 )
 need=()
 for tool in "${!pkg[@]}"; do
