@@ -25,7 +25,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub http_root: Option<PathBuf>,
     /// Every SECS seconds, print the TCP connection table (like `ss -tin`: state, queues,
-    /// window, RTO, backoff, cwnd, byte counters of every socket). 0 = never.
+    /// window, RTO, backoff, cwnd, byte counters of every socket); 0 = never. SIGUSR1 prints
+    /// it at any time, with every counter.
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub stats_interval: f64,
 }
@@ -95,9 +96,20 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     }
     let interval = Duration::from_micros((args.stats_interval * 1e6) as u64);
     let mut next_stats: Option<Instant> = None;
+    // SIGUSR1 prints the counters and the connection table (like `nstat` + `ss -tin`).
+    let usr1 = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, std::sync::Arc::clone(&usr1))?;
     rt.run(|now, stack| {
         for s in services.iter_mut() {
             s.poll(now, stack);
+        }
+        if usr1.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            print!(
+                "ringstack: counters at {:.3} s\n{}",
+                now.total_millis() as f64 / 1000.0,
+                stack.counters()
+            );
+            print_connection_table(now, stack);
         }
         if interval > Duration::ZERO {
             match next_stats {

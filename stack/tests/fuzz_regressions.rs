@@ -58,7 +58,6 @@ fn checksum_overflow_from_the_wire() {
 /// (`rcv_adv - rcv_nxt`) reads a garbage window (65255 for ISN 0xffff0118, with a 16 KiB
 /// buffer).
 #[test]
-#[ignore = "tcp/connection.rs:233 / listener.rs: rcv_adv not set when the SYN is accepted"]
 fn syn_received_window_before_synack() {
     let mut cfg = config();
     cfg.tcp.rcv_buf = 16 * 1024;
@@ -82,7 +81,6 @@ fn syn_received_window_before_synack() {
 /// `unacked` = its last in-flight bytes (1448) with an emptied send queue (0): `snd_una`,
 /// `snd_max` are left as they were when the send buffer is dropped.
 #[test]
-#[ignore = "tcp: timeout abort clears snd_buf but not snd_nxt/snd_max (TcpInfo::unacked)"]
 fn timed_out_connection_reports_nothing_in_flight() {
     let mut cfg = Config::new(OUR_MAC, OUR_IP, 24);
     cfg.tcp.max_retries = 2;

@@ -192,11 +192,10 @@ impl Net {
                 seg.seq, seg.ack, seg.flags, seg.window, seg.len, seg.options
             );
         }
-        // Known failure, reported to the TCP owner (issue 8): after an RTO the sender
-        // retransmits a full MSS from snd_una, new data included, beyond the peer's advertised
-        // right edge. Off by default until fixed; `TCP_MODEL_STRICT_WINDOW=1` turns it on.
-        let strict = std::env::var_os("TCP_MODEL_STRICT_WINDOW").is_some();
-        if strict && seg.len > 0 && !syn {
+        // RFC 9293 §3.8.6: no data beyond the largest right edge the receiver advertised — an
+        // RTO retransmission of the head included (issue 8: it used to carry a full MSS from
+        // snd_una, never-sent bytes past the edge among them).
+        if seg.len > 0 && !syn {
             if let Some(right) = self.ends[to].adv_right {
                 let end = seg.seq.wrapping_add(seg.len as u32);
                 assert!(

@@ -380,6 +380,12 @@ impl Tcb {
         if new == State::Closed {
             self.timers.clear();
             self.snd_buf.release();
+            // Nothing is in flight on a closed connection: its send buffer is gone, so
+            // SND.NXT/SND.MAX must not keep counting bytes that will never be (re)sent (an RTO
+            // or RST abort used to leave `TcpInfo::unacked` reporting them).
+            self.snd_nxt = self.snd_una;
+            self.snd_max = self.snd_una;
+            self.in_recovery = false;
             self.reasm.clear();
             self.scoreboard.clear();
             self.ack_now = false;
@@ -993,6 +999,7 @@ impl Tcb {
         }
         let new_wnd = (h.window as u32) << self.snd_wscale;
         let window_changed = new_wnd != self.snd_wnd;
+        let advances = h.ack > self.snd_una;
 
         if h.ack > self.snd_una {
             self.sample_rtt_on_ack(now, h.ack, h.options.timestamps);
@@ -1073,9 +1080,17 @@ impl Tcb {
         }
 
         // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and
-        // SND.WL2 =< SEG.ACK)).
+        // SND.WL2 =< SEG.ACK)) — and, as in Linux (tcp_may_update_window), whenever the ACK
+        // advances SND.UNA. A segment acknowledging new data was sent after every segment that
+        // moved SND.UNA so far, so its window is the freshest; and the usable window is
+        // SND.UNA + SND.WND (RFC 9293 §3.8.6), so advancing SND.UNA while keeping a window
+        // advertised relative to an older ACK would slide the right edge past anything the
+        // peer offered. That happens when the advancing ACK carries an older SEG.SEQ than
+        // SND.WL1: a retransmitted FIN, or a segment reordered behind a later pure ACK.
         if h.ack >= self.snd_una
-            && (self.snd_wl1 < h.seq || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack))
+            && (advances
+                || self.snd_wl1 < h.seq
+                || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack))
         {
             let opened = new_wnd > self.snd_wnd;
             self.snd_wnd = new_wnd;

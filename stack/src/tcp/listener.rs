@@ -239,6 +239,9 @@ impl TcpLayer {
             t.irs = h.seq;
             t.rcv_nxt = h.seq + 1;
             t.last_ack_sent = t.rcv_nxt;
+            // The window our SYN-ACK will offer (RFC 9293 §3.10.7.2): RCV.WND is defined from
+            // the moment the SYN is accepted, not only once the SYN-ACK is built.
+            t.rcv_adv = t.rcv_nxt + t.syn_window() as u32;
             t.snd_wnd = h.window as u32;
             t.max_snd_wnd = t.snd_wnd;
             t.snd_wl1 = h.seq;

@@ -352,9 +352,12 @@ impl Tcb {
         let avail = data_end.since(nxt);
         let mut wnd_room = (self.snd_una + self.snd_wnd).since(nxt);
         if nxt == self.snd_una && nxt < self.snd_max {
-            // RTO retransmission of the head: send it even beyond a (zero) window, as Linux
-            // does; otherwise a lost window-opening ACK would leave nothing to elicit a new one.
-            wnd_room = wnd_room.max(max_payload);
+            // RTO retransmission of the head (RFC 6298 §5.4): send it even beyond a (zero)
+            // window, as Linux does; otherwise a lost window-opening ACK would leave nothing to
+            // elicit a new one. Only bytes sent before (below SND.MAX, so within a window the
+            // peer once offered) may go past SND.UNA + SND.WND: new data never does
+            // (RFC 9293 §3.8.6).
+            wnd_room = wnd_room.max(max_payload.min(self.snd_max.since(nxt)));
         }
         let mss = self.smss();
         let mut allowance = self.cc_cwnd();
