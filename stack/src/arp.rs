@@ -8,10 +8,9 @@
 use core::net::Ipv4Addr;
 use std::collections::VecDeque;
 
-use foldhash::HashMap;
 use smoltcp::wire::{ArpHardware, ArpOperation, ArpPacket, EthernetProtocol};
 
-use crate::config::{ArpConfig, Mac};
+use crate::config::{seeded_map, ArpConfig, Mac, SeededMap};
 use crate::counters::{Counter, DropReason};
 use crate::cx::Cx;
 use crate::ethernet::{self, fmt_mac, BROADCAST};
@@ -51,7 +50,7 @@ pub struct ArpEntry {
 #[derive(Debug)]
 pub struct ArpCache {
     config: ArpConfig,
-    entries: HashMap<Ipv4Addr, Neighbor>,
+    entries: SeededMap<Ipv4Addr, Neighbor>,
 }
 
 /// What to do after asking the cache about a next hop.
@@ -65,11 +64,11 @@ pub(crate) enum Resolution {
 }
 
 impl ArpCache {
-    /// An empty cache.
-    pub fn new(config: ArpConfig) -> Self {
+    /// An empty cache; `seed` keys its table.
+    pub fn new(config: ArpConfig, seed: u64) -> Self {
         ArpCache {
             config,
-            entries: HashMap::default(),
+            entries: seeded_map(seed ^ 0x6172_7000),
         }
     }
 

@@ -114,3 +114,13 @@ impl Config {
         }
     }
 }
+
+/// A hash map whose hasher is seeded from [`Config::seed`]: lookups stay fast and resistant to
+/// hash flooding from remote keys, and iteration order is the same in every run with the same
+/// seed (deterministic simulation).
+pub type SeededMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// An empty [`SeededMap`].
+pub fn seeded_map<K, V>(seed: u64) -> SeededMap<K, V> {
+    std::collections::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+}

@@ -5,7 +5,6 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 
-use foldhash::HashMap;
 use slotmap::SlotMap;
 
 use crate::checksum;
@@ -187,7 +186,7 @@ pub(crate) struct PingSocket {
 #[derive(Debug, Default)]
 pub(crate) struct PingTable {
     pub(crate) sockets: SlotMap<IcmpHandle, PingSocket>,
-    by_ident: HashMap<u16, IcmpHandle>,
+    by_ident: crate::config::SeededMap<u16, IcmpHandle>,
 }
 
 impl PingTable {

@@ -90,7 +90,7 @@ impl Interface {
         tcp_config.mtu = config.mtu;
         tcp_config.seed ^= config.seed;
         Interface {
-            arp: ArpCache::new(config.arp.clone()),
+            arp: ArpCache::new(config.arp.clone(), config.seed),
             reassembler: Reassembler::new(config.reassembly.clone()),
             tx: TxQueue::new(4096),
             // Distinct per host even with one seed, so two simulated hosts never share ids.

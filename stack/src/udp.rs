@@ -5,7 +5,6 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
 
-use foldhash::HashMap;
 use slotmap::SlotMap;
 
 use crate::checksum;
@@ -71,7 +70,7 @@ pub(crate) struct UdpSocket {
 #[derive(Debug)]
 pub(crate) struct UdpTable {
     sockets: SlotMap<UdpHandle, UdpSocket>,
-    bound: HashMap<(Ipv4Addr, u16), UdpHandle>,
+    bound: crate::config::SeededMap<(Ipv4Addr, u16), UdpHandle>,
     next_port: u16,
 }
 
@@ -79,7 +78,7 @@ impl UdpTable {
     pub(crate) fn new(seed: u64) -> Self {
         UdpTable {
             sockets: SlotMap::with_key(),
-            bound: HashMap::default(),
+            bound: crate::config::seeded_map(seed ^ 0x7564_7000),
             next_port: EPHEMERAL_FIRST + (seed % (u16::MAX - EPHEMERAL_FIRST) as u64) as u16,
         }
     }
