@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ringstack_nic::{ImpairNic, Impairment, Nic, PcapNic, PnetNic, RingConfig, RingNic, TapNic};
+use ringstack_nic::{
+    ImpairNic, Impairment, Nic, PcapNic, PnetNic, RingConfig, RingNic, RingVersion, TapNic,
+};
 use ringstack_stack::config::Mac;
 use ringstack_stack::Config;
 
@@ -35,6 +37,11 @@ pub struct NetOpts {
     /// ring: number of RX blocks.
     #[arg(long, default_value_t = 8)]
     pub ring_blocks: usize,
+    /// ring: TPACKET version: 2 (one status word per frame: each frame visible at once; the
+    /// default, p50 request/response ~55 µs) or 3 (RX blocks handed over when full or after the
+    /// 1 ms block-retire timeout: ~1 ms per round trip when traffic is light; see BENCHMARKS.md).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub ring_version: u8,
     /// ring: send with PACKET_QDISC_BYPASS (skip the kernel's queueing discipline).
     #[arg(long)]
     pub qdisc_bypass: bool,
@@ -90,6 +97,11 @@ impl NetOpts {
                     block_size: self.ring_block_size,
                     block_count: self.ring_blocks,
                     qdisc_bypass: self.qdisc_bypass,
+                    version: if self.ring_version == 2 {
+                        RingVersion::V2
+                    } else {
+                        RingVersion::V3
+                    },
                     ..RingConfig::default()
                 },
             )?),

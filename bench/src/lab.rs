@@ -34,6 +34,8 @@ pub enum Server {
     Ring,
     /// ringstack on the AF_PACKET ring with 64 KiB blocks (`--ring-block-size 65536`).
     RingSmall,
+    /// ringstack on the AF_PACKET ring in TPACKET_V2 mode (`--ring-version 2`).
+    RingV2,
     /// ringstack on the plain packet socket.
     Pnet,
     /// Linux, veth offloads off.
@@ -43,13 +45,14 @@ pub enum Server {
 }
 
 impl Server {
-    /// All, in round order.
-    pub const ALL: [Server; 5] = [
+    /// All, in round order (`main.rs` reads the first five by position: add new ones last).
+    pub const ALL: [Server; 6] = [
         Server::Ring,
         Server::Pnet,
         Server::RingSmall,
         Server::KernelOff,
         Server::KernelOn,
+        Server::RingV2,
     ];
 
     /// Its name in tables.
@@ -57,6 +60,7 @@ impl Server {
         match self {
             Server::Ring => "ringstack ring",
             Server::RingSmall => "ringstack ring, 64 KiB blocks",
+            Server::RingV2 => "ringstack ring (TPACKET_V2)",
             Server::Pnet => "ringstack pnet",
             Server::KernelOff => "kernel (offloads off)",
             Server::KernelOn => "kernel (offloads on)",
@@ -340,14 +344,14 @@ impl Env {
 
     fn client_lab(&self, s: Server) -> &Lab {
         match s {
-            Server::Ring | Server::RingSmall | Server::Pnet => &self.rs,
+            Server::Ring | Server::RingSmall | Server::RingV2 | Server::Pnet => &self.rs,
             Server::KernelOff | Server::KernelOn => &self.k,
         }
     }
 
     fn start(&self, s: Server) -> Result<Proc> {
         let mut cmd = match s {
-            Server::Ring | Server::RingSmall | Server::Pnet => {
+            Server::Ring | Server::RingSmall | Server::RingV2 | Server::Pnet => {
                 let nic = if s == Server::Pnet {
                     "pnet:veth1"
                 } else {
@@ -367,6 +371,9 @@ impl Env {
                 .arg(&self.dir);
                 if s == Server::RingSmall {
                     c.args(["--ring-block-size", "65536", "--ring-blocks", "64"]);
+                }
+                if s == Server::RingV2 {
+                    c.args(["--ring-version", "2"]);
                 }
                 c
             }

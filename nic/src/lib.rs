@@ -53,7 +53,7 @@ pub use impair::ImpairNic;
 pub use memory::{Impairment, LinkConfig, MemoryLink, MemoryNic, ParseImpairmentError};
 pub use pcap::{PcapNic, PcapWriter};
 pub use pnet::{PnetConfig, PnetNic};
-pub use ring::{disable_offloads, RingConfig, RingNic, RingStats};
+pub use ring::{disable_offloads, RingConfig, RingNic, RingStats, RingVersion};
 pub use smoltcp_device::SmoltcpDevice;
 pub use sys::file_map::map_file_readonly;
 pub use sys::netns::unshare_thread_network_namespace;

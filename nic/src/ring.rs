@@ -1,4 +1,4 @@
-//! The AF_PACKET TPACKET_V3 mmap-ring backend: [`RingNic`].
+//! The AF_PACKET mmap-ring backend (TPACKET_V3 by default, TPACKET_V2 on request): [`RingNic`].
 //!
 //! One `AF_PACKET`/`SOCK_RAW` socket bound to an interface, with an RX ring of
 //! [`RingConfig::block_count`] blocks of [`RingConfig::block_size`] bytes and a TX ring of
@@ -14,6 +14,17 @@
 //! as a slice *of the mapping*. A block goes back to the kernel only once all of its frames
 //! were handed out; a cursor keeps the position inside a block across calls, so `budget` is
 //! honoured exactly. Frames are therefore seen up to `retire_timeout` late on a quiet link.
+//!
+//! With [`RingVersion::V2`] (`RingConfig::version`) the RX ring is instead an array of
+//! fixed-size [`RingConfig::frame_size`]-byte frame slots (`tpacket2_hdr`, `sockaddr_ll`,
+//! data), each handed over (`TP_STATUS_USER`) as soon as the kernel has written it: no block
+//! retirement and so no `retire_timeout` latency, at the price of a status word per frame and
+//! a fixed slot per frame (frames longer than `frame_size - 66` bytes are truncated).
+//! [`Nic::receive`] walks the user-owned frames in ring order, lends each one, and hands each
+//! slot back right after. `PACKET_VERSION` applies to both rings, so the TX ring then uses
+//! `tpacket2_hdr` frames too (data at offset 32 instead of 48). A V2 ring does not strip or
+//! report VLAN tags any differently from V3 for the untagged frames the lab uses; tagged
+//! frames arrive without their tag (`tp_vlan_tci` is not read).
 //!
 //! Frames this host transmits on the interface are not received: the socket sets
 //! `PACKET_IGNORE_OUTGOING` (Linux ≥ 4.20), and as a second guard any frame whose
@@ -58,25 +69,42 @@ use std::time::Duration;
 
 use smoltcp::time::Instant;
 
-use crate::sys::ring::{RingLayout, RingMap, BLOCK_STATUS_OFFSET, TX_DATA_OFFSET};
+use crate::sys::ring::{
+    RingLayout, RingMap, Tpacket, BLOCK_STATUS_OFFSET, TP2_LEN_OFFSET, TP2_SNAPLEN_OFFSET,
+};
 use crate::sys::socket::{interface_facts, poll_fd, PacketSocket, RingRequest};
 use crate::{Nic, NicError, NicInfo, NicStats, ETHERNET_HEADER_LEN};
+
+/// The `PACKET_VERSION` of a [`RingNic`] (it fixes the layout of both rings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RingVersion {
+    /// TPACKET_V2: one status word per fixed-size frame; each received frame is visible at
+    /// once (low latency on a quiet link), one slot per frame.
+    V2,
+    /// TPACKET_V3 (default): RX frames packed into blocks handed over when full or after
+    /// [`RingConfig::retire_timeout`] (dense, few hand-overs, up to 1 ms late when quiet).
+    #[default]
+    V3,
+}
 
 /// Configuration of a [`RingNic`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingConfig {
+    /// TPACKET_V3 (default) or TPACKET_V2, see [`RingVersion`].
+    pub version: RingVersion,
     /// Bytes per RX block (default 1 MiB). A multiple of the page size and of `frame_size`.
     pub block_size: usize,
     /// RX blocks (default 8).
     pub block_count: usize,
     /// Bytes per TX frame slot, header included (default 2048; the frame data may use
-    /// `frame_size - 48` bytes). A multiple of 16. Also the nominal RX frame size the kernel
-    /// checks the request against (V3 packs RX frames by their real size).
+    /// `frame_size - 48` bytes, V2: `frame_size - 32`). A multiple of 16. Also the nominal RX
+    /// frame size the kernel checks the request against (V3 packs RX frames by their real size;
+    /// V2 gives every RX frame such a slot, its data at offset 66 for the default MTU path).
     pub frame_size: usize,
     /// TX blocks of `block_size` bytes (default 1: 512 frames of 2048 bytes).
     pub tx_block_count: usize,
     /// How long the kernel waits before handing over a partly filled RX block (default 1 ms;
-    /// whole milliseconds, at least 1).
+    /// whole milliseconds, at least 1). Ignored by V2.
     pub retire_timeout: Duration,
     /// Set `PACKET_QDISC_BYPASS`: transmit straight to the driver, skipping the qdisc (and so
     /// its queueing, shaping and `tc` visibility). Default false.
@@ -88,6 +116,7 @@ pub struct RingConfig {
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {
+            version: RingVersion::V3,
             block_size: 1 << 20,
             block_count: 8,
             frame_size: 2048,
@@ -151,13 +180,16 @@ pub struct RingStats {
     pub kernel_drops: u64,
     /// Times the RX queue froze because every block was user-owned (`tp_freeze_q_cnt`).
     pub freeze_count: u64,
-    /// RX blocks handed back to the kernel.
+    /// RX blocks handed back to the kernel (V3).
     pub blocks_released: u64,
+    /// RX frames handed back to the kernel (V2).
+    pub frames_released: u64,
     /// Frames skipped because the ring truncated them (`tp_snaplen < tp_len`).
     pub truncated: u64,
     /// Frames skipped because they were this host's own outgoing frames.
     pub outgoing_skipped: u64,
-    /// RX blocks whose layout did not parse (abandoned and returned to the kernel).
+    /// RX blocks (V3) or frames (V2) whose layout did not parse (abandoned and returned to the
+    /// kernel).
     pub malformed_blocks: u64,
     /// TX kicks (`send` calls) made.
     pub tx_kicks: u64,
@@ -165,12 +197,16 @@ pub struct RingStats {
     pub polls: u64,
 }
 
-/// The AF_PACKET TPACKET_V3 ring backend. See the [module docs](self).
+/// The AF_PACKET ring backend (TPACKET_V3 or V2). See the [module docs](self).
 pub struct RingNic {
     // Field order = drop order: unmap the rings before closing the socket.
     map: RingMap,
     socket: PacketSocket,
     info: NicInfo,
+    version: RingVersion,
+    /// V2: RX frame slots in the ring, and the one the next frame comes from.
+    rx_frames: usize,
+    rx_frame: usize,
     rx_blocks: usize,
     /// The RX block the next frame comes from.
     rx_block: usize,
@@ -211,7 +247,17 @@ impl RingNic {
         config.validate()?;
         let facts = interface_facts(ifname)?;
         let max_frame = facts.mtu + ETHERNET_HEADER_LEN;
-        if max_frame > config.frame_size - TX_DATA_OFFSET {
+        let tpacket = match config.version {
+            RingVersion::V2 => Tpacket::V2,
+            RingVersion::V3 => Tpacket::V3,
+        };
+        let data_offset = tpacket.tx_data_offset();
+        // V2 RX slots hold `tp_mac` (66 for an Ethernet SOCK_RAW frame) + the frame.
+        let rx_room = match config.version {
+            RingVersion::V2 => config.frame_size - V2_RX_MAC_OFFSET,
+            RingVersion::V3 => usize::MAX,
+        };
+        if max_frame > config.frame_size - data_offset || max_frame > rx_room {
             return Err(NicError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -219,14 +265,23 @@ impl RingNic {
                      hold at most {}: raise RingConfig::frame_size",
                     facts.mtu,
                     config.frame_size,
-                    config.frame_size - TX_DATA_OFFSET
+                    (config.frame_size - data_offset).min(rx_room)
                 ),
             )));
         }
         let socket = PacketSocket::open()?;
-        socket
-            .set_tpacket_v3()
-            .map_err(|e| open_error("PACKET_VERSION=TPACKET_V3", ifname, e))?;
+        match config.version {
+            RingVersion::V3 => socket
+                .set_tpacket_v3()
+                .map_err(|e| open_error("PACKET_VERSION=TPACKET_V3", ifname, e))?,
+            RingVersion::V2 => socket
+                .set_tpacket_v2()
+                .map_err(|e| open_error("PACKET_VERSION=TPACKET_V2", ifname, e))?,
+        }
+        let set_ring = |rx: bool, req: &RingRequest| match config.version {
+            RingVersion::V3 => socket.set_ring(rx, req),
+            RingVersion::V2 => socket.set_ring_v2(rx, req),
+        };
         socket
             .set_ignore_outgoing()
             .map_err(|e| open_error("PACKET_IGNORE_OUTGOING", ifname, e))?;
@@ -244,9 +299,7 @@ impl RingNic {
             frame_nr: (frames_per_block * config.block_count) as u32,
             retire_blk_tov_ms: retire_ms,
         };
-        socket
-            .set_ring(true, &rx)
-            .map_err(|e| open_error("PACKET_RX_RING", ifname, e))?;
+        set_ring(true, &rx).map_err(|e| open_error("PACKET_RX_RING", ifname, e))?;
         let tx_frames = frames_per_block * config.tx_block_count;
         let tx = RingRequest {
             block_size: config.block_size as u32,
@@ -255,12 +308,12 @@ impl RingNic {
             frame_nr: tx_frames as u32,
             retire_blk_tov_ms: 0,
         };
-        socket
-            .set_ring(false, &tx)
-            .map_err(|e| open_error("PACKET_TX_RING", ifname, e))?;
+        set_ring(false, &tx).map_err(|e| open_error("PACKET_TX_RING", ifname, e))?;
         let map = RingMap::new(
             socket.raw(),
             RingLayout {
+                version: tpacket,
+                rx_frame_size: config.frame_size,
                 rx_block_size: config.block_size,
                 rx_block_count: config.block_count,
                 tx_frame_size: config.frame_size,
@@ -285,6 +338,9 @@ impl RingNic {
                 mac: facts.mac,
                 max_frame,
             },
+            version: config.version,
+            rx_frames: frames_per_block * config.block_count,
+            rx_frame: 0,
             rx_blocks: config.block_count,
             rx_block: 0,
             rx_cursor: None,
@@ -299,7 +355,11 @@ impl RingNic {
     /// Waits up to `timeout` until a frame may be receivable (the next RX block is user-owned
     /// or the socket polls readable). Returns whether it is; `false` after the timeout.
     pub fn wait(&self, timeout: Duration) -> Result<bool, NicError> {
-        if self.map.rx_block(self.rx_block).is_some() {
+        let ready = match self.version {
+            RingVersion::V3 => self.map.rx_block(self.rx_block).is_some(),
+            RingVersion::V2 => self.map.rx_frame(self.rx_frame).is_some(),
+        };
+        if ready {
             return Ok(true);
         }
         self.update_ring_stats(|s| s.polls += 1);
@@ -310,6 +370,11 @@ impl RingNic {
     pub fn ring_stats(&self) -> RingStats {
         self.refresh_kernel_stats();
         self.ring_stats.get()
+    }
+
+    /// The `PACKET_VERSION` in use.
+    pub fn version(&self) -> RingVersion {
+        self.version
     }
 
     /// Frames queued by `transmit` and not yet kicked by `flush`.
@@ -347,6 +412,98 @@ impl RingNic {
         self.rx_cursor = None;
         self.update_ring_stats(|s| s.blocks_released += 1);
     }
+
+    /// TPACKET_V3: lends frames of the user-owned blocks in ring order.
+    fn receive_v3(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        let mut handed = 0;
+        while handed < budget {
+            let block_done = {
+                let Some(block) = self.map.rx_block(self.rx_block) else {
+                    break;
+                };
+                let cursor = match &mut self.rx_cursor {
+                    Some(cursor) => cursor,
+                    None => match BlockCursor::new(block) {
+                        Ok(cursor) => self.rx_cursor.insert(cursor),
+                        Err(_) => {
+                            bump(&self.ring_stats, |s| s.malformed_blocks += 1);
+                            self.rx_cursor.insert(BlockCursor::empty())
+                        }
+                    },
+                };
+                while handed < budget {
+                    match cursor.next_frame(block) {
+                        None => break,
+                        Some(Err(_)) => bump(&self.ring_stats, |s| s.malformed_blocks += 1),
+                        Some(Ok(frame)) => {
+                            if deliver(frame, &mut self.stats, &self.ring_stats, sink) {
+                                handed += 1;
+                            }
+                        }
+                    }
+                }
+                cursor.is_done()
+            };
+            if block_done {
+                self.release_current_block();
+            }
+        }
+        handed
+    }
+
+    /// TPACKET_V2: lends the user-owned frames in ring order, returning each slot to the
+    /// kernel right after its frame was handed out (or skipped).
+    fn receive_v2(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
+        let mut handed = 0;
+        while handed < budget {
+            {
+                let Some(slot) = self.map.rx_frame(self.rx_frame) else {
+                    break;
+                };
+                match parse_v2_frame(slot) {
+                    Err(_) => bump(&self.ring_stats, |s| s.malformed_blocks += 1),
+                    Ok(frame) => {
+                        if deliver(frame, &mut self.stats, &self.ring_stats, sink) {
+                            handed += 1;
+                        }
+                    }
+                }
+            }
+            self.map.release_rx_frame(self.rx_frame);
+            self.rx_frame = next_v2_frame(self.rx_frame, self.rx_frames);
+            bump(&self.ring_stats, |s| s.frames_released += 1);
+        }
+        handed
+    }
+}
+
+fn bump(stats: &Cell<RingStats>, f: impl FnOnce(&mut RingStats)) {
+    let mut s = stats.get();
+    f(&mut s);
+    stats.set(s);
+}
+
+/// Hands `frame` to `sink` unless it is our own outgoing frame or truncated (counted).
+/// Returns whether it was handed out.
+fn deliver(
+    frame: RxFrame<'_>,
+    stats: &mut NicStats,
+    ring_stats: &Cell<RingStats>,
+    sink: &mut dyn FnMut(&[u8]),
+) -> bool {
+    if frame.pkttype == libc::PACKET_OUTGOING {
+        bump(ring_stats, |s| s.outgoing_skipped += 1);
+        false
+    } else if frame.truncated() {
+        bump(ring_stats, |s| s.truncated += 1);
+        stats.rx_dropped += 1;
+        false
+    } else {
+        sink(frame.data);
+        stats.rx_frames += 1;
+        stats.rx_bytes += frame.data.len() as u64;
+        true
+    }
 }
 
 impl Nic for RingNic {
@@ -360,58 +517,10 @@ impl Nic for RingNic {
         budget: usize,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, NicError> {
-        let mut handed = 0;
-        while handed < budget {
-            let block_done = {
-                let Some(block) = self.map.rx_block(self.rx_block) else {
-                    break;
-                };
-                let cursor = match &mut self.rx_cursor {
-                    Some(cursor) => cursor,
-                    None => match BlockCursor::new(block) {
-                        Ok(cursor) => self.rx_cursor.insert(cursor),
-                        Err(_) => {
-                            let mut s = self.ring_stats.get();
-                            s.malformed_blocks += 1;
-                            self.ring_stats.set(s);
-                            self.rx_cursor.insert(BlockCursor::empty())
-                        }
-                    },
-                };
-                while handed < budget {
-                    match cursor.next_frame(block) {
-                        None => break,
-                        Some(Err(_)) => {
-                            let mut s = self.ring_stats.get();
-                            s.malformed_blocks += 1;
-                            self.ring_stats.set(s);
-                        }
-                        Some(Ok(frame)) => {
-                            if frame.pkttype == libc::PACKET_OUTGOING {
-                                let mut s = self.ring_stats.get();
-                                s.outgoing_skipped += 1;
-                                self.ring_stats.set(s);
-                            } else if frame.truncated() {
-                                let mut s = self.ring_stats.get();
-                                s.truncated += 1;
-                                self.ring_stats.set(s);
-                                self.stats.rx_dropped += 1;
-                            } else {
-                                sink(frame.data);
-                                handed += 1;
-                                self.stats.rx_frames += 1;
-                                self.stats.rx_bytes += frame.data.len() as u64;
-                            }
-                        }
-                    }
-                }
-                cursor.is_done()
-            };
-            if block_done {
-                self.release_current_block();
-            }
+        match self.version {
+            RingVersion::V3 => Ok(self.receive_v3(budget, sink)),
+            RingVersion::V2 => Ok(self.receive_v2(budget, sink)),
         }
-        Ok(handed)
     }
 
     fn transmit(
@@ -667,6 +776,55 @@ impl BlockCursor {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The frame walker: pure parsing of a TPACKET_V2 RX frame slot, testable on synthetic bytes.
+// (The slot's status word, offset 0, is read atomically by `RingMap::rx_frame`; this only
+// parses a slot the kernel already handed over.)
+
+/// Size of `tpacket2_hdr`.
+const TPACKET2_HDR_LEN: usize = 32;
+/// Offset of `tp_mac` in `tpacket2_hdr`.
+const TP2_MAC_OFFSET: usize = 12;
+/// Offset of `sll_pkttype` in the `sockaddr_ll` that follows the (16-aligned) `tpacket2_hdr`.
+const SLL2_PKTTYPE_OFFSET: usize = TPACKET2_HDR_LEN + 10;
+/// Where the kernel puts an Ethernet frame in a V2 RX slot of a `SOCK_RAW` socket:
+/// `TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN` = `TPACKET_ALIGN(52 + 16) - 14` = 66.
+const V2_RX_MAC_OFFSET: usize = 66;
+
+/// Parses the user-owned TPACKET_V2 RX slot `slot` (`tpacket2_hdr`, `sockaddr_ll`, data at
+/// `tp_mac`). Never panics on malformed input.
+pub(crate) fn parse_v2_frame(slot: &[u8]) -> Result<RxFrame<'_>, BlockError> {
+    if slot.len() <= SLL2_PKTTYPE_OFFSET {
+        return Err(BlockError::OutOfBounds);
+    }
+    let wire_len = read_u32(slot, TP2_LEN_OFFSET)? as usize;
+    let snaplen = read_u32(slot, TP2_SNAPLEN_OFFSET)? as usize;
+    let mac = read_u16(slot, TP2_MAC_OFFSET)? as usize;
+    if mac < SLL2_PKTTYPE_OFFSET {
+        // The data would overlap the headers.
+        return Err(BlockError::OutOfBounds);
+    }
+    let data = mac
+        .checked_add(snaplen)
+        .and_then(|end| slot.get(mac..end))
+        .ok_or(BlockError::OutOfBounds)?;
+    Ok(RxFrame {
+        data,
+        wire_len,
+        pkttype: slot[SLL2_PKTTYPE_OFFSET],
+    })
+}
+
+/// The frame slot after `frame` in a V2 ring of `frames` slots (the kernel fills them in this
+/// order, wrapping around).
+pub(crate) fn next_v2_frame(frame: usize, frames: usize) -> usize {
+    if frame + 1 >= frames {
+        0
+    } else {
+        frame + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,6 +979,150 @@ mod tests {
         let _ = walk(&junk);
     }
 
+    /// Builds a V2 RX ring of `slots` slots of `frame_size` bytes like the kernel does: per
+    /// frame `tpacket2_hdr` (status, len, snaplen, mac, ...), `sockaddr_ll` at 32, the data at
+    /// `tp_mac` = 66; `None` leaves a slot kernel-owned (status 0).
+    fn v2_ring(frames: &[Option<(&[u8], u32, u8)>], frame_size: usize) -> Vec<u8> {
+        let mut r = vec![0u8; frames.len() * frame_size];
+        let put32 =
+            |r: &mut Vec<u8>, at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        for (i, f) in frames.iter().enumerate() {
+            let Some((data, wire_len, pkttype)) = f else {
+                continue;
+            };
+            let at = i * frame_size;
+            let snap = data.len().min(frame_size - V2_RX_MAC_OFFSET);
+            put32(&mut r, at, libc::TP_STATUS_USER);
+            put32(&mut r, at + TP2_LEN_OFFSET, *wire_len);
+            put32(&mut r, at + TP2_SNAPLEN_OFFSET, snap as u32);
+            r[at + TP2_MAC_OFFSET..at + TP2_MAC_OFFSET + 2]
+                .copy_from_slice(&(V2_RX_MAC_OFFSET as u16).to_ne_bytes());
+            r[at + SLL2_PKTTYPE_OFFSET] = *pkttype;
+            let mac = at + V2_RX_MAC_OFFSET;
+            r[mac..mac + snap].copy_from_slice(&data[..snap]);
+        }
+        r
+    }
+
+    /// Walks a synthetic V2 ring from `start` the way `RingNic::receive_v2` does: stop at the
+    /// first kernel-owned slot, hand the slot back (status 0) after parsing it.
+    fn v2_walk(ring: &mut [u8], frame_size: usize, start: &mut usize, budget: usize) -> Walked {
+        let frames = ring.len() / frame_size;
+        let mut out = Vec::new();
+        while out.len() < budget {
+            let at = *start * frame_size;
+            let slot = &mut ring[at..at + frame_size];
+            let status = u32::from_ne_bytes(slot[..4].try_into().unwrap());
+            if status & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            out.push(parse_v2_frame(slot).map(|f| (f.data.to_vec(), f.wire_len, f.pkttype)));
+            slot[..4].copy_from_slice(&libc::TP_STATUS_KERNEL.to_ne_bytes());
+            *start = next_v2_frame(*start, frames);
+        }
+        out
+    }
+
+    #[test]
+    fn v2_walks_user_frames_in_ring_order_and_stops_at_a_kernel_slot() {
+        let f1 = [0xffu8; 60];
+        let f2: Vec<u8> = (0..=255).collect();
+        let f3 = [7u8; 1514];
+        let mut r = v2_ring(
+            &[
+                Some((&f1, 60, libc::PACKET_BROADCAST)),
+                Some((&f2, 256, libc::PACKET_HOST)),
+                Some((&f3, 1514, libc::PACKET_OUTGOING)),
+                None,
+            ],
+            2048,
+        );
+        let mut at = 0;
+        assert_eq!(
+            v2_walk(&mut r, 2048, &mut at, 2),
+            vec![
+                Ok((f1.to_vec(), 60, libc::PACKET_BROADCAST)),
+                Ok((f2.clone(), 256, libc::PACKET_HOST)),
+            ]
+        );
+        assert_eq!(
+            at, 2,
+            "the budget stops the walk, which resumes at the next slot"
+        );
+        assert_eq!(
+            v2_walk(&mut r, 2048, &mut at, 10),
+            vec![Ok((f3.to_vec(), 1514, libc::PACKET_OUTGOING))]
+        );
+        assert_eq!(at, 3, "slot 3 is still the kernel's");
+        // Every walked slot went back to the kernel.
+        for i in 0..4 {
+            assert_eq!(r[i * 2048..i * 2048 + 4], [0; 4]);
+        }
+    }
+
+    #[test]
+    fn v2_walk_wraps_around_the_ring() {
+        let frames: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 64 + i as usize]).collect();
+        let spec: Vec<Option<(&[u8], u32, u8)>> = frames
+            .iter()
+            .map(|f| Some((f.as_slice(), f.len() as u32, libc::PACKET_HOST)))
+            .collect();
+        let mut r = v2_ring(&spec, 256);
+        // Pretend the walk already consumed slot 0 once and the kernel refilled it.
+        let mut at = 1;
+        let got: Vec<Vec<u8>> = v2_walk(&mut r, 256, &mut at, 10)
+            .into_iter()
+            .map(|f| f.unwrap().0)
+            .collect();
+        assert_eq!(
+            got,
+            vec![frames[1].clone(), frames[2].clone(), frames[0].clone()]
+        );
+        assert_eq!(at, 1);
+        assert_eq!(next_v2_frame(0, 1), 0);
+    }
+
+    #[test]
+    fn v2_truncated_frames_are_flagged() {
+        let f = [1u8; 3000];
+        let r = v2_ring(&[Some((&f, 3000, libc::PACKET_HOST))], 2048);
+        let frame = parse_v2_frame(&r).unwrap();
+        assert!(frame.truncated());
+        assert_eq!(frame.data.len(), 2048 - V2_RX_MAC_OFFSET);
+        assert_eq!(frame.wire_len, 3000);
+    }
+
+    #[test]
+    fn v2_malformed_slots_do_not_parse_and_never_panic() {
+        let f = [2u8; 64];
+        let good = v2_ring(&[Some((&f, 64, 0))], 256);
+        assert_eq!(parse_v2_frame(&good).unwrap().data, &f[..]);
+        // Data running past the slot.
+        let mut r = good.clone();
+        r[TP2_SNAPLEN_OFFSET..TP2_SNAPLEN_OFFSET + 4].copy_from_slice(&500u32.to_ne_bytes());
+        assert_eq!(parse_v2_frame(&r), Err(BlockError::OutOfBounds));
+        // tp_mac pointing into the headers, or past the slot.
+        for mac in [0u16, 20, 4000, u16::MAX] {
+            let mut r = good.clone();
+            r[TP2_MAC_OFFSET..TP2_MAC_OFFSET + 2].copy_from_slice(&mac.to_ne_bytes());
+            assert_eq!(
+                parse_v2_frame(&r),
+                Err(BlockError::OutOfBounds),
+                "mac {mac}"
+            );
+        }
+        // A slot too short for the headers.
+        assert_eq!(parse_v2_frame(&good[..40]), Err(BlockError::OutOfBounds));
+        assert_eq!(parse_v2_frame(&[]), Err(BlockError::OutOfBounds));
+        // Arbitrary bytes never panic.
+        for k in 0..64u32 {
+            let junk: Vec<u8> = (0..256u32)
+                .map(|i| ((i + k * 977).wrapping_mul(2654435761) >> 13) as u8)
+                .collect();
+            let _ = parse_v2_frame(&junk);
+        }
+    }
+
     #[test]
     fn backends_can_move_to_a_driver_thread() {
         fn assert_send<T: Send>() {}
@@ -851,6 +1153,11 @@ mod tests {
             .to_string()
             .contains("frame_size"));
         RingConfig::default().validate().unwrap();
+        assert_eq!(
+            RingConfig::default().version,
+            RingVersion::V3,
+            "V3 stays the default"
+        );
     }
 
     #[test]

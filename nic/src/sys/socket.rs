@@ -185,6 +185,29 @@ impl PacketSocket {
         self.setsockopt(libc::SOL_PACKET, libc::PACKET_VERSION, &version)
     }
 
+    /// `PACKET_VERSION = TPACKET_V2` (applies to both rings).
+    pub fn set_tpacket_v2(&self) -> io::Result<()> {
+        let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        self.setsockopt(libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+    }
+
+    /// `PACKET_RX_RING` (rx = true) or `PACKET_TX_RING` with a `tpacket_req` (TPACKET_V2:
+    /// fixed-size frames, no retire timer; `retire_blk_tov_ms` is ignored).
+    pub fn set_ring_v2(&self, rx: bool, req: &RingRequest) -> io::Result<()> {
+        let req2 = libc::tpacket_req {
+            tp_block_size: req.block_size,
+            tp_block_nr: req.block_nr,
+            tp_frame_size: req.frame_size,
+            tp_frame_nr: req.frame_nr,
+        };
+        let name = if rx {
+            libc::PACKET_RX_RING
+        } else {
+            libc::PACKET_TX_RING
+        };
+        self.setsockopt(libc::SOL_PACKET, name, &req2)
+    }
+
     /// `PACKET_IGNORE_OUTGOING`: do not see frames transmitted on the interface (Linux ≥ 4.20).
     pub fn set_ignore_outgoing(&self) -> io::Result<()> {
         self.setsockopt(
@@ -255,7 +278,8 @@ impl PacketSocket {
         }
     }
 
-    /// `PACKET_STATISTICS` (TPACKET_V3 layout). The kernel resets its counters on each read.
+    /// `PACKET_STATISTICS` (TPACKET_V3 layout; a TPACKET_V2 socket fills only the first two
+    /// fields, `tpacket_stats`). The kernel resets its counters on each read.
     pub fn statistics(&self) -> io::Result<PacketStats> {
         let mut st = libc::tpacket_stats_v3 {
             tp_packets: 0,
@@ -342,7 +366,7 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The fields of a `tpacket_req3` the backends choose (the others are 0).
+/// The fields of a `tpacket_req3` (or, for TPACKET_V2, `tpacket_req`) the backends choose (the others are 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RingRequest {
     pub block_size: u32,
