@@ -110,7 +110,14 @@ pub fn run(args: &LabArgs) -> Result<()> {
         Backend::Tap => LabLink::Tap,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // Every catchable way of being told to stop (Ctrl-C, kill, a closed terminal) ends in the
+    // same teardown; a SIGKILLed lab's namespace is removed by the next `Lab::create`.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let lab = Lab::create(link)?;
