@@ -52,6 +52,7 @@ pub mod ports;
 pub mod reassembly;
 pub mod recv_buffer;
 pub mod reset;
+pub mod ring;
 pub mod rtt;
 pub mod sack;
 pub mod segment;

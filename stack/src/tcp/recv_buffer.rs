@@ -2,120 +2,80 @@
 //! bytes are stored at their offset beyond RCV.NXT (RFC 9293 §3.3.1) until the hole before them
 //! fills. A ring of fixed capacity, allocated on first data.
 
-/// Ring buffer. `len` bytes are readable; bytes beyond them are out-of-order data whose
+use super::ring::ByteRing;
+
+/// The ring's held bytes are the readable ones; bytes beyond them are out-of-order data whose
 /// presence is tracked by the reassembly queue.
 #[derive(Clone, Debug, Default)]
 pub struct RecvBuffer {
-    buf: Vec<u8>,
-    cap: usize,
-    head: usize,
-    len: usize,
+    ring: ByteRing,
 }
 
 impl RecvBuffer {
     /// A buffer that will hold at most `cap` bytes (allocated lazily).
     pub fn new(cap: usize) -> RecvBuffer {
         RecvBuffer {
-            buf: Vec::new(),
-            cap,
-            head: 0,
-            len: 0,
+            ring: ByteRing::new(cap),
         }
     }
 
     /// Readable bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
 
     /// Whether nothing is readable.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.is_empty()
     }
 
     /// Capacity.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.ring.capacity()
     }
 
     /// Room after the readable bytes (the most we can ever advertise).
     pub fn free(&self) -> usize {
-        self.cap - self.len
+        self.ring.free()
     }
 
     /// Changes the capacity; only possible while empty and before any out-of-order data.
     pub fn set_capacity(&mut self, cap: usize) -> bool {
-        if self.len != 0 {
-            return false;
-        }
-        self.cap = cap;
-        self.buf = Vec::new();
-        self.head = 0;
-        true
+        self.ring.set_capacity(cap)
     }
 
     /// Stores `data` at `offset` bytes past the readable bytes (not yet readable); returns how
     /// many bytes fit.
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
-        let room = self.free().saturating_sub(offset);
-        let n = data.len().min(room);
-        if n == 0 {
-            return 0;
-        }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.cap];
-        }
-        let start = (self.head + self.len + offset) % self.cap;
-        let first = n.min(self.cap - start);
-        self.buf[start..start + first].copy_from_slice(&data[..first]);
-        self.buf[..n - first].copy_from_slice(&data[first..n]);
-        n
+        self.ring.copy_in_at(offset, data)
     }
 
     /// Makes `n` more stored bytes readable.
     pub fn commit(&mut self, n: usize) {
-        self.len = (self.len + n).min(self.cap);
+        self.ring.grow(n);
     }
 
     /// Copies readable bytes out; returns the count.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len);
-        if n == 0 {
-            return 0;
-        }
-        let first = n.min(self.cap - self.head);
-        out[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
-        out[first..n].copy_from_slice(&self.buf[..n - first]);
-        self.head = (self.head + n) % self.cap;
-        self.len -= n;
-        n
+        let n = self.ring.copy_out_at(0, out);
+        self.ring.consume(n)
     }
 
     /// The first contiguous run of readable bytes: all of them unless they wrap around the end
     /// of the ring, in which case the rest follows once these are [consumed](Self::consume).
     pub fn readable(&self) -> &[u8] {
-        let first = self.len.min(self.cap - self.head);
-        self.buf
-            .get(self.head..self.head + first)
-            .unwrap_or_default()
+        self.ring.front()
     }
 
     /// Drops `n` readable bytes from the front (the application used them in place); returns
     /// how many were dropped.
     pub fn consume(&mut self, n: usize) -> usize {
-        let n = n.min(self.len);
-        if n > 0 {
-            self.head = (self.head + n) % self.cap;
-            self.len -= n;
-        }
-        n
+        self.ring.consume(n)
     }
 
     /// Releases the memory.
     pub fn release(&mut self) {
-        self.buf = Vec::new();
-        self.head = 0;
-        self.len = 0;
+        self.ring.release();
     }
 }
 

@@ -2,71 +2,51 @@
 //! (RFC 9293 §3.3.1, from SND.UNA up). A ring of fixed capacity, allocated on first write so that
 //! idle and listening sockets cost nothing.
 
-/// Ring buffer of unacknowledged and unsent bytes. Offset 0 is the byte at SND.UNA.
+use super::ring::ByteRing;
+
+/// Unacknowledged and unsent bytes. Offset 0 is the byte at SND.UNA.
 #[derive(Clone, Debug, Default)]
 pub struct SendBuffer {
-    buf: Vec<u8>,
-    cap: usize,
-    head: usize,
-    len: usize,
+    ring: ByteRing,
 }
 
 impl SendBuffer {
     /// A buffer that will hold at most `cap` bytes (allocated lazily).
     pub fn new(cap: usize) -> SendBuffer {
         SendBuffer {
-            buf: Vec::new(),
-            cap,
-            head: 0,
-            len: 0,
+            ring: ByteRing::new(cap),
         }
     }
 
     /// Bytes held (sent-unacknowledged plus unsent).
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
 
     /// Whether no bytes are held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.is_empty()
     }
 
     /// Capacity.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.ring.capacity()
     }
 
     /// Room for more bytes.
     pub fn free(&self) -> usize {
-        self.cap - self.len
+        self.ring.free()
     }
 
     /// Changes the capacity; only possible while empty.
     pub fn set_capacity(&mut self, cap: usize) -> bool {
-        if self.len != 0 {
-            return false;
-        }
-        self.cap = cap;
-        self.buf = Vec::new();
-        self.head = 0;
-        true
+        self.ring.set_capacity(cap)
     }
 
     /// Appends as much of `data` as fits; returns the count.
     pub fn write(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.free());
-        if n == 0 {
-            return 0;
-        }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.cap];
-        }
-        let tail = (self.head + self.len) % self.cap;
-        let first = n.min(self.cap - tail);
-        self.buf[tail..tail + first].copy_from_slice(&data[..first]);
-        self.buf[..n - first].copy_from_slice(&data[first..n]);
-        self.len += n;
+        let n = self.ring.copy_in_at(0, data);
+        self.ring.grow(n);
         n
     }
 
@@ -75,67 +55,33 @@ impl SendBuffer {
     /// Shorter than [`free`](Self::free) when the free space wraps around the end of the ring.
     /// Bytes in it are stale until written.
     pub fn writable(&mut self) -> &mut [u8] {
-        let n = self.contiguous_free();
-        if n == 0 {
-            return &mut [];
-        }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.cap];
-        }
-        let tail = (self.head + self.len) % self.cap;
-        self.buf.get_mut(tail..tail + n).unwrap_or_default()
+        self.ring.back_mut()
     }
 
     /// Appends `n` bytes written in place into [`writable`](Self::writable) (clamped to its
     /// length); returns the count.
     pub fn commit(&mut self, n: usize) -> usize {
-        let n = n.min(self.contiguous_free());
-        if self.buf.is_empty() {
+        if !self.ring.is_allocated() {
             return 0;
         }
-        self.len += n;
+        let n = n.min(self.ring.contiguous_free());
+        self.ring.grow(n);
         n
-    }
-
-    fn contiguous_free(&self) -> usize {
-        if self.cap == 0 {
-            return 0;
-        }
-        let tail = (self.head + self.len) % self.cap;
-        self.free().min(self.cap - tail)
     }
 
     /// Copies bytes starting `offset` bytes after SND.UNA into `out`; returns the count.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
-        if offset >= self.len {
-            return 0;
-        }
-        let n = out.len().min(self.len - offset);
-        let start = (self.head + offset) % self.cap;
-        let first = n.min(self.cap - start);
-        out[..first].copy_from_slice(&self.buf[start..start + first]);
-        out[first..n].copy_from_slice(&self.buf[..n - first]);
-        n
+        self.ring.copy_out_at(offset, out)
     }
 
     /// Drops `n` acknowledged bytes from the front.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if n == 0 {
-            return;
-        }
-        self.head = (self.head + n) % self.cap;
-        self.len -= n;
-        if self.len == 0 {
-            self.head = 0;
-        }
+        self.ring.consume(n);
     }
 
     /// Releases the memory (connection finished).
     pub fn release(&mut self) {
-        self.buf = Vec::new();
-        self.head = 0;
-        self.len = 0;
+        self.ring.release();
     }
 }
 
@@ -164,7 +110,7 @@ mod tests {
     #[test]
     fn lazily_allocated() {
         let b = SendBuffer::new(1 << 20);
-        assert_eq!(b.buf.capacity(), 0);
+        assert!(!b.ring.is_allocated());
     }
 
     #[test]
