@@ -411,10 +411,15 @@ impl Tcb {
         } else {
             Some(self.rcv_nxt)
         };
+        self.queue_rst(env, self.snd_nxt, ack);
+    }
+
+    /// Queues a RST from this connection's four-tuple, counting it only if the queue took it.
+    fn queue_rst(&self, env: &mut Env<'_, '_>, seq: SeqNum, ack: Option<SeqNum>) {
         if env.rsts.push(RstSpec {
             local: self.local,
             remote: self.remote,
-            seq: self.snd_nxt,
+            seq,
             ack,
         }) {
             env.cx.inc(Counter::TcpOutRsts);
@@ -485,13 +490,7 @@ impl Tcb {
         // First, check the ACK bit.
         if h.flags.has(Flags::ACK) && (h.ack <= self.iss || h.ack > self.snd_max) {
             if !h.flags.has(Flags::RST) {
-                let _ = env.rsts.push(RstSpec {
-                    local: self.local,
-                    remote: self.remote,
-                    seq: h.ack,
-                    ack: None,
-                });
-                env.cx.inc(Counter::TcpOutRsts);
+                self.queue_rst(env, h.ack, None);
             }
             env.cx.drop(
                 Direction::Rx,
@@ -715,13 +714,7 @@ impl Tcb {
                 self.set_state(env.cx, next);
                 out.established = true;
             } else {
-                let _ = env.rsts.push(RstSpec {
-                    local: self.local,
-                    remote: self.remote,
-                    seq: h.ack,
-                    ack: None,
-                });
-                env.cx.inc(Counter::TcpOutRsts);
+                self.queue_rst(env, h.ack, None);
                 env.cx.drop(
                     Direction::Rx,
                     Layer::Tcp,
