@@ -191,83 +191,51 @@ pub trait Nic {
     }
 }
 
-impl<N: Nic + ?Sized> Nic for &mut N {
-    fn info(&self) -> NicInfo {
-        (**self).info()
-    }
-    fn receive(
-        &mut self,
-        now: Instant,
-        budget: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, NicError> {
-        (**self).receive(now, budget, sink)
-    }
-    fn transmit(
-        &mut self,
-        now: Instant,
-        fill: &mut dyn FnMut(&mut [u8]) -> usize,
-    ) -> Result<usize, NicError> {
-        (**self).transmit(now, fill)
-    }
-    fn flush(&mut self, now: Instant) -> Result<(), NicError> {
-        (**self).flush(now)
-    }
-    fn poll_at(&self) -> Option<Instant> {
-        (**self).poll_at()
-    }
-    fn wait_fd(&self) -> Option<RawFd> {
-        (**self).wait_fd()
-    }
-    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
-        (**self).wait_readable(timeout)
-    }
-    fn stats(&self) -> NicStats {
-        (**self).stats()
-    }
-    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<usize, NicError> {
-        (**self).send(now, frame)
-    }
+/// Forwards every `Nic` method through a pointer type (`&mut N`, `Box<N>`).
+macro_rules! forward_nic {
+    ($($ptr:ty),*) => {$(
+        impl<N: Nic + ?Sized> Nic for $ptr {
+            fn info(&self) -> NicInfo {
+                (**self).info()
+            }
+            fn receive(
+                &mut self,
+                now: Instant,
+                budget: usize,
+                sink: &mut dyn FnMut(&[u8]),
+            ) -> Result<usize, NicError> {
+                (**self).receive(now, budget, sink)
+            }
+            fn transmit(
+                &mut self,
+                now: Instant,
+                fill: &mut dyn FnMut(&mut [u8]) -> usize,
+            ) -> Result<usize, NicError> {
+                (**self).transmit(now, fill)
+            }
+            fn flush(&mut self, now: Instant) -> Result<(), NicError> {
+                (**self).flush(now)
+            }
+            fn poll_at(&self) -> Option<Instant> {
+                (**self).poll_at()
+            }
+            fn wait_fd(&self) -> Option<RawFd> {
+                (**self).wait_fd()
+            }
+            fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
+                (**self).wait_readable(timeout)
+            }
+            fn stats(&self) -> NicStats {
+                (**self).stats()
+            }
+            fn send(&mut self, now: Instant, frame: &[u8]) -> Result<usize, NicError> {
+                (**self).send(now, frame)
+            }
+        }
+    )*};
 }
 
-impl<N: Nic + ?Sized> Nic for Box<N> {
-    fn info(&self) -> NicInfo {
-        (**self).info()
-    }
-    fn receive(
-        &mut self,
-        now: Instant,
-        budget: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, NicError> {
-        (**self).receive(now, budget, sink)
-    }
-    fn transmit(
-        &mut self,
-        now: Instant,
-        fill: &mut dyn FnMut(&mut [u8]) -> usize,
-    ) -> Result<usize, NicError> {
-        (**self).transmit(now, fill)
-    }
-    fn flush(&mut self, now: Instant) -> Result<(), NicError> {
-        (**self).flush(now)
-    }
-    fn poll_at(&self) -> Option<Instant> {
-        (**self).poll_at()
-    }
-    fn wait_fd(&self) -> Option<RawFd> {
-        (**self).wait_fd()
-    }
-    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
-        (**self).wait_readable(timeout)
-    }
-    fn stats(&self) -> NicStats {
-        (**self).stats()
-    }
-    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<usize, NicError> {
-        (**self).send(now, frame)
-    }
-}
+forward_nic!(&mut N, Box<N>);
 
 #[cfg(test)]
 mod tests {
