@@ -51,7 +51,7 @@ impl LabServer {
     /// Starts `ringstack serve` in `lab` with `extra` arguments and waits for its `ready` line.
     pub fn start(lab: &Lab, extra: &[String]) -> Result<LabServer> {
         let exe = std::env::current_exe()?;
-        let mut cmd = lab.command(exe);
+        let mut cmd = lab.command_tied(exe);
         cmd.args(["serve", "--nic", lab.link().nic_spec(), "--addr"])
             .arg(format!("{RINGSTACK_ADDR}/{PREFIX_LEN}"))
             .args(extra)
@@ -111,7 +111,8 @@ pub fn run(args: &LabArgs) -> Result<()> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     // Every catchable way of being told to stop (Ctrl-C, kill, a closed terminal) ends in the
-    // same teardown; a SIGKILLed lab's namespace is removed by the next `Lab::create`.
+    // same teardown. A SIGKILLed lab cannot clean up: the kernel then kills its `serve` (see
+    // `Lab::command_tied`), and the next `Lab::create` removes the stale namespace name.
     for sig in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

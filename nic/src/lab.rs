@@ -232,6 +232,15 @@ impl Lab {
         c
     }
 
+    /// Like [`Lab::command`], but the kernel kills the child (SIGKILL) when the thread that
+    /// spawns it exits — also when this process is SIGKILLed and cannot tear anything down.
+    /// For long-running servers started from the main thread, like `ringstack lab`'s `serve`.
+    pub fn command_tied(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = self.command(program);
+        crate::sys::process::kill_with_parent(&mut c);
+        c
+    }
+
     /// Runs a shell command line inside the namespace and returns its output.
     pub fn sh(&self, script: &str) -> io::Result<Output> {
         self.command("sh").args(["-c", script]).output()

@@ -11,10 +11,12 @@
 //!   atomically (Acquire loads, Release stores).
 //! - [`netns`]: moving the calling *thread* into a fresh, empty network namespace.
 //! - [`file_map`]: read-only file mappings for `send_file`.
+//! - [`process`]: children that die with their parent (`PR_SET_PDEATHSIG`).
 #![allow(unsafe_code)]
 
 pub(crate) mod file_map;
 pub(crate) mod netns;
+pub(crate) mod process;
 pub(crate) mod ring;
 pub(crate) mod socket;
 
