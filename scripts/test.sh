@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: the lab (a private network namespace with a veth pair or a TAP)
 # needs iproute2 and ethtool; the kernel's own clients talk to ringstack there (ping, arping,
-# curl, nc, iperf3, python3, wrk, ab); tshark checks pcap captures.
+# curl, nc, iperf3, python3, wrk, ab); tshark checks pcap captures; the adversarial suite sends
+# crafted packets with scapy (Debian's python3-scapy, run by /usr/bin/python3), nmap and hping3.
 declare -A pkg=(
   [ip]=iproute2 [ethtool]=ethtool [ping]=iputils-ping [arping]=arping [curl]=curl
   [nc]=netcat-openbsd [iperf3]=iperf3 [tshark]=tshark [python3]=python3 [wrk]=wrk
-  [ab]=apache2-utils [valgrind]=valgrind
+  [ab]=apache2-utils [valgrind]=valgrind [scapy]=python3-scapy [nmap]=nmap [hping3]=hping3
 )
 need=()
 for tool in "${!pkg[@]}"; do
