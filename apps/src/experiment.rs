@@ -246,9 +246,9 @@ fn copies(mb: u64) -> Result<()> {
          (the application's read), app → send buffer, send buffer → frame; frame → receive buffer,\n\
          receive buffer → app. Counted by the stack per machine (bytes, first transmissions; a\n\
          {mb} MiB file, clean link, so retransmissions are 0).\n\
-         send_file maps the file and fills the send buffer from the mapping: no application copy,\n\
-         but still a copy into the send buffer — a one-copy sendfile (the notes' SG-DMA) would need\n\
-         the send buffer to reference the mapping, which the stack does not do yet.\n"
+         send_file maps the file and queues it in the send buffer by reference (a scatter-gather\n\
+         queue of (mapping, range) descriptors, the notes' SG-DMA): no application copy, no copy\n\
+         into the send buffer; the one CPU copy left is mapping → frame.\n"
     );
     let data: Vec<u8> = (0..len).map(byte_at).collect();
     let want: [u8; 32] = Sha256::digest(&data).into();
@@ -295,11 +295,12 @@ fn copies(mb: u64) -> Result<()> {
     }
     println!("\ncounters (bytes) of each transfer:");
     println!(
-        "{:<46} {:>12} {:>11} {:>10} {:>13} {:>8} {:>13} {:>11} {:>10}",
+        "{:<46} {:>12} {:>11} {:>10} {:>10} {:>13} {:>8} {:>13} {:>11} {:>10}",
         "",
         "app file→buf",
         "AppToSndBuf",
         "…InPlace",
+        "…ByRef",
         "SndBufToFrame",
         "Retrans",
         "FrameToRcvBuf",
@@ -308,11 +309,12 @@ fn copies(mb: u64) -> Result<()> {
     );
     for (name, t) in &rows {
         println!(
-            "{:<46} {:>12} {:>11} {:>10} {:>13} {:>8} {:>13} {:>11} {:>10}",
+            "{:<46} {:>12} {:>11} {:>10} {:>10} {:>13} {:>8} {:>13} {:>11} {:>10}",
             name,
             t.app_copied,
             t.sender.app_to_sndbuf,
             t.sender.app_to_sndbuf_in_place,
+            t.sender.app_to_sndbuf_by_ref,
             t.sender.sndbuf_to_frame,
             t.sender.sndbuf_to_frame_retrans,
             t.receiver.frame_to_rcvbuf,
@@ -322,8 +324,9 @@ fn copies(mb: u64) -> Result<()> {
     }
     println!(
         "\nEvery transfer SHA-256-checked: {}.\n\
-         In-place writes count as a copy when the writer copied them (send_file from the mapping,\n\
-         send_with from a buffer), not when it computed them in place (the generator).",
+         In-place writes count as a copy when the writer copied them (send_with from a buffer),\n\
+         not when it computed them in place (the generator); bytes queued by reference (…ByRef:\n\
+         send_file) are not copied until segmentation puts them in a frame.",
         hex(&want)
     );
     Ok(())

@@ -22,12 +22,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem;
+use std::ops::Range;
 
 use ringstack_nic::Nic;
 use ringstack_stack::time::Instant;
-use ringstack_stack::{SocketHandle, Stack, TcpHandle, UdpHandle};
+use ringstack_stack::{Counter, SharedBytes, SocketHandle, Stack, TcpHandle, UdpHandle};
 
-use crate::epoll::{EpollInstance, Wants};
+use crate::epoll::{EpollInstance, Wants, Watch};
 use crate::error;
 use crate::events::Events;
 use crate::fd::{Fd, FdTable};
@@ -72,8 +73,9 @@ pub struct Work {
     /// first copy of a write), whoever did the copy.
     pub user_copy_bytes: u64,
     /// Bytes the application consumed from or wrote into socket buffers *in place*
-    /// ([`crate::TcpStream::recv_with`], [`crate::TcpStream::send_with`],
-    /// [`crate::TcpStream::send_file`]): no copy by the socket layer.
+    /// ([`crate::TcpStream::recv_with`], [`crate::TcpStream::send_with`]) or handed over by
+    /// reference ([`crate::TcpStream::send_shared`], [`crate::TcpStream::send_file`]): no copy
+    /// by the socket layer.
     pub in_place_bytes: u64,
 }
 
@@ -98,8 +100,9 @@ pub(crate) struct File {
     pub read_shut: bool,
     /// `TCP_NODELAY` as last set (`None`: the stack's default).
     pub nodelay: Option<bool>,
-    /// Epoll instances with this descriptor in their interest table, in attach order.
-    pub watchers: Vec<Fd>,
+    /// Epoll instances with this descriptor in their interest table, in attach order, each
+    /// with the key of its item there (the callback reaches the item in O(1)).
+    pub watchers: Vec<Watch>,
     /// The readiness callback, if registered.
     pub sigio: Option<signal::Registration>,
     /// Submitted asynchronous operations, oldest first.
@@ -227,8 +230,8 @@ impl Core {
             .files
             .remove(fd)
             .ok_or_else(|| error::bad_fd(fd))?;
-        for ep in &file.watchers {
-            if let Some(inst) = self.epoll_mut(p, *ep) {
+        for w in &file.watchers {
+            if let Some(inst) = self.epoll_mut(p, w.epfd) {
                 inst.forget(fd);
             }
         }
@@ -256,7 +259,7 @@ impl Core {
             Kind::Epoll(inst) => {
                 for watched in inst.watched() {
                     if let Some(f) = self.procs[p].files.get_mut(watched) {
-                        f.watchers.retain(|&e| e != fd);
+                        f.watchers.retain(|w| w.epfd != fd);
                     }
                 }
             }
@@ -324,28 +327,28 @@ impl Core {
         // 1. epoll: every non-exclusive watcher is woken; of the EPOLLEXCLUSIVE ones, only one
         //    (the first with a thread blocked in wait, else the first attached).
         let watchers = mem::take(&mut file.watchers);
-        let mut exclusive: Option<(Fd, bool)> = None;
+        let mut exclusive: Option<(Watch, bool)> = None;
         let mut wakeups = 0;
-        for &ep in &watchers {
-            let Some(inst) = self.epoll_mut(p, ep) else {
+        for &w in &watchers {
+            let Some(inst) = self.epoll_mut(p, w.epfd) else {
                 continue;
             };
-            match inst.wants(fd, cur) {
+            match inst.wants(w.key, fd, cur) {
                 Wants::Nothing => {}
-                Wants::Wake => wakeups += u64::from(inst.enqueue(fd)),
+                Wants::Wake => wakeups += u64::from(inst.enqueue(w.key, fd)),
                 Wants::WakeExclusive => {
                     let waiting = inst.waiters > 0;
                     match exclusive {
-                        None => exclusive = Some((ep, waiting)),
-                        Some((_, false)) if waiting => exclusive = Some((ep, true)),
+                        None => exclusive = Some((w, waiting)),
+                        Some((_, false)) if waiting => exclusive = Some((w, true)),
                         _ => {}
                     }
                 }
             }
         }
-        if let Some((ep, _)) = exclusive {
-            if let Some(inst) = self.epoll_mut(p, ep) {
-                wakeups += u64::from(inst.enqueue(fd));
+        if let Some((w, _)) = exclusive {
+            if let Some(inst) = self.epoll_mut(p, w.epfd) {
+                wakeups += u64::from(inst.enqueue(w.key, fd));
             }
         }
         self.procs[p].work.epoll_wakeups += wakeups;
@@ -438,6 +441,32 @@ impl Core {
             .map_err(error::tcp);
         if let Ok(n) = r {
             self.procs[p].work.in_place_bytes += n as u64;
+        }
+        self.notify(p, fd);
+        r
+    }
+
+    /// `send` by reference on a TCP descriptor: queues as much of `bytes[range]` as fits,
+    /// without copying (the stack keeps a reference until the bytes are acknowledged; bytes it
+    /// had to copy, past its descriptor limit, count as copied). `range` must lie in `bytes`.
+    pub fn tcp_send_shared(
+        &mut self,
+        p: usize,
+        fd: Fd,
+        bytes: &SharedBytes,
+        range: Range<usize>,
+    ) -> io::Result<usize> {
+        let h = self.tcp_handle(p, fd)?;
+        let now = self.now;
+        let stack = self.stack(p);
+        let copied_before = stack.counters().get(Counter::CopyAppToSndBuf);
+        let r = stack
+            .tcp_send_external(now, h, bytes, range)
+            .map_err(error::tcp);
+        let copied = stack.counters().get(Counter::CopyAppToSndBuf) - copied_before;
+        if let Ok(n) = r {
+            self.procs[p].work.user_copy_bytes += copied;
+            self.procs[p].work.in_place_bytes += n as u64 - copied;
         }
         self.notify(p, fd);
         r

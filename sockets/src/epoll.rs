@@ -14,6 +14,13 @@
 //!   [`Work::epoll_examined`](crate::Work::epoll_examined)), and it reports exactly which
 //!   descriptors are ready and for what ("明确通知", explicit notification).
 //!
+//! The items themselves live in a slab (`Items`) and are named by an `ItemKey` (slot index
+//! and generation): the interest table maps a descriptor to its key, and the ready list and the
+//! watched socket (its `watchers`, the analogue of the `epitem` linked from the socket's wait
+//! queue) hold keys. So the callback and `wait` reach an item in O(1) — only `ctl` and `close`
+//! search the ordered table — and the cost of a `wait` does not grow with the number of
+//! registered descriptors, not even logarithmically.
+//!
 //! # Level- and edge-triggered
 //!
 //! For each item taken off the ready list, `wait` re-checks the socket's current readiness
@@ -79,6 +86,8 @@ pub enum CtlOp {
 /// One interest-table entry (`struct epitem`).
 #[derive(Debug)]
 struct Item {
+    /// The watched descriptor.
+    fd: Fd,
     /// Interest and flags; always includes `ERR | HUP` unless disarmed.
     events: Events,
     data: u64,
@@ -86,6 +95,74 @@ struct Item {
     queued: bool,
     /// Readiness at the last observation (for edge detection).
     last: Events,
+}
+
+/// Where an item lives in its instance's slab: the slot and the slot's generation, so a key
+/// kept after its item was removed never reaches a later item in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ItemKey {
+    index: u32,
+    gen: u32,
+}
+
+/// A socket's link to one epoll instance watching it: the instance's descriptor and the key of
+/// the item there (the callback's direct way in, like the `epitem` on a socket's wait queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Watch {
+    pub epfd: Fd,
+    pub key: ItemKey,
+}
+
+/// A slab of items with generational keys: O(1) insert, lookup and removal.
+#[derive(Debug, Default)]
+struct Items {
+    slots: Vec<Slot>,
+    /// Indices of empty slots.
+    free: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    gen: u32,
+    item: Option<Item>,
+}
+
+impl Items {
+    fn insert(&mut self, item: Item) -> ItemKey {
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.item = Some(item);
+            return ItemKey {
+                index,
+                gen: slot.gen,
+            };
+        }
+        let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 epoll items");
+        self.slots.push(Slot {
+            gen: 0,
+            item: Some(item),
+        });
+        ItemKey { index, gen: 0 }
+    }
+
+    fn get_mut(&mut self, key: ItemKey) -> Option<&mut Item> {
+        self.slots
+            .get_mut(key.index as usize)
+            .filter(|s| s.gen == key.gen)?
+            .item
+            .as_mut()
+    }
+
+    fn remove(&mut self, key: ItemKey) -> Option<Item> {
+        let slot = self
+            .slots
+            .get_mut(key.index as usize)
+            .filter(|s| s.gen == key.gen)?;
+        let item = slot.item.take()?;
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(key.index);
+        Some(item)
+    }
 }
 
 /// What a readiness change means for one instance.
@@ -98,10 +175,13 @@ pub(crate) enum Wants {
 /// The kernel side of an epoll instance (`struct eventpoll`).
 #[derive(Debug, Default)]
 pub(crate) struct EpollInstance {
-    interest: BTreeMap<Fd, Item>,
-    ready: VecDeque<Fd>,
+    /// The interest table, ordered by descriptor (for `ctl`, `close` and listing).
+    interest: BTreeMap<Fd, ItemKey>,
+    /// The items (`epitem`s), reached by key from the ready list and the callbacks.
+    items: Items,
+    ready: VecDeque<ItemKey>,
     /// Scratch list for level-triggered re-queueing (kept to avoid allocating per wait).
-    requeue: Vec<Fd>,
+    requeue: Vec<ItemKey>,
     /// Threads blocked in `wait` on this instance.
     pub waiters: usize,
 }
@@ -115,10 +195,15 @@ impl EpollInstance {
         self.interest.keys().copied()
     }
 
-    /// The callback: readiness of `fd` is now `cur`. Updates the edge-detection state and says
-    /// whether the item should go on the ready list.
-    pub fn wants(&mut self, fd: Fd, cur: Events) -> Wants {
-        let Some(item) = self.interest.get_mut(&fd) else {
+    /// The item `key` if it still watches `fd`.
+    fn item(&mut self, key: ItemKey, fd: Fd) -> Option<&mut Item> {
+        self.items.get_mut(key).filter(|i| i.fd == fd)
+    }
+
+    /// The callback: readiness of `fd` (watched here as item `key`) is now `cur`. Updates the
+    /// edge-detection state and says whether the item should go on the ready list. O(1).
+    pub fn wants(&mut self, key: ItemKey, fd: Fd, cur: Events) -> Wants {
+        let Some(item) = self.item(key, fd) else {
             return Wants::Nothing;
         };
         let newly = cur & !item.last;
@@ -138,26 +223,39 @@ impl EpollInstance {
         }
     }
 
-    /// Puts `fd` on the ready list; returns whether it was newly queued (a wakeup).
-    pub fn enqueue(&mut self, fd: Fd) -> bool {
-        match self.interest.get_mut(&fd) {
+    /// Puts item `key` (watching `fd`) on the ready list; returns whether it was newly queued
+    /// (a wakeup). O(1).
+    pub fn enqueue(&mut self, key: ItemKey, fd: Fd) -> bool {
+        match self.item(key, fd) {
             Some(item) if !item.queued => {
                 item.queued = true;
-                self.ready.push_back(fd);
+                self.ready.push_back(key);
                 true
             }
             _ => false,
         }
     }
 
-    /// Drops every trace of `fd` (it was closed).
-    pub fn forget(&mut self, fd: Fd) {
-        if self.interest.remove(&fd).is_some() {
-            self.ready.retain(|&f| f != fd);
+    /// Removes the item watching `fd`, from the table and the ready list; whether there was one.
+    fn remove(&mut self, fd: Fd) -> bool {
+        let Some(key) = self.interest.remove(&fd) else {
+            return false;
+        };
+        if let Some(item) = self.items.remove(key) {
+            if item.queued {
+                self.ready.retain(|&k| k != key);
+            }
         }
+        true
     }
 
-    fn ctl(&mut self, op: CtlOp, fd: Fd, ev: EpollEvent, cur: Events) -> io::Result<()> {
+    /// Drops every trace of `fd` (it was closed).
+    pub fn forget(&mut self, fd: Fd) {
+        self.remove(fd);
+    }
+
+    /// `epoll_ctl` on the instance; returns the item's key (for the socket's `watchers`).
+    fn ctl(&mut self, op: CtlOp, fd: Fd, ev: EpollEvent, cur: Events) -> io::Result<ItemKey> {
         let einval = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_string());
         let flags = ev.events;
         if flags.contains(Events::EXCLUSIVE) {
@@ -171,7 +269,7 @@ impl EpollInstance {
             }
         }
         let events = flags | Events::ERR | Events::HUP;
-        match op {
+        let key = match op {
             CtlOp::Add => {
                 if self.interest.contains_key(&fd) {
                     return Err(io::Error::new(
@@ -179,45 +277,43 @@ impl EpollInstance {
                         format!("descriptor {fd} is already registered (EEXIST): use Mod"),
                     ));
                 }
-                self.interest.insert(
+                let key = self.items.insert(Item {
                     fd,
-                    Item {
-                        events,
-                        data: ev.data,
-                        queued: false,
-                        last: cur,
-                    },
-                );
+                    events,
+                    data: ev.data,
+                    queued: false,
+                    last: cur,
+                });
+                self.interest.insert(fd, key);
+                key
             }
             CtlOp::Mod => {
-                let item = self
-                    .interest
-                    .get_mut(&fd)
-                    .ok_or_else(|| not_registered(fd))?;
+                let key = *self.interest.get(&fd).ok_or_else(|| not_registered(fd))?;
+                let item = self.item(key, fd).ok_or_else(|| not_registered(fd))?;
                 if item.events.contains(Events::EXCLUSIVE) {
                     return Err(einval("an EPOLLEXCLUSIVE item cannot be modified"));
                 }
                 item.events = events;
                 item.data = ev.data;
                 item.last = cur;
+                key
             }
             CtlOp::Del => {
-                self.interest
-                    .remove(&fd)
-                    .ok_or_else(|| not_registered(fd))?;
-                self.ready.retain(|&f| f != fd);
-                return Ok(());
+                let key = *self.interest.get(&fd).ok_or_else(|| not_registered(fd))?;
+                self.remove(fd);
+                return Ok(key);
             }
-        }
+        };
         // Like ep_insert/ep_modify: an item that is ready already goes on the ready list now.
         if cur.intersects(events & Events::IO) {
-            self.enqueue(fd);
+            self.enqueue(key, fd);
         }
-        Ok(())
+        Ok(key)
     }
 
     /// One pass of `ep_send_events`: takes up to `max` events off the ready list, re-checking
-    /// each item's readiness with `readiness` (and counting it in `examined`).
+    /// each item's readiness with `readiness` (and counting it in `examined`). Each entry is
+    /// reached through its key in O(1): the interest table is not consulted.
     fn harvest(
         &mut self,
         max: usize,
@@ -229,15 +325,15 @@ impl EpollInstance {
         let mut left = self.ready.len();
         while out.len() < max && left > 0 {
             left -= 1;
-            let Some(fd) = self.ready.pop_front() else {
+            let Some(key) = self.ready.pop_front() else {
                 break;
             };
-            let Some(item) = self.interest.get_mut(&fd) else {
+            let Some(item) = self.items.get_mut(key) else {
                 continue;
             };
             item.queued = false;
             *examined += 1;
-            let cur = readiness(fd).unwrap_or(Events::HUP);
+            let cur = readiness(item.fd).unwrap_or(Events::HUP);
             item.last = cur;
             let revents = cur & item.events & Events::IO;
             if revents.is_empty() {
@@ -253,7 +349,7 @@ impl EpollInstance {
             } else if !item.events.contains(Events::ET) {
                 // Level-triggered: still ready, so it stays on the ready list.
                 item.queued = true;
-                requeue.push(fd);
+                requeue.push(key);
             }
         }
         self.ready.extend(requeue.drain(..));
@@ -288,11 +384,11 @@ impl Core {
         let inst = self
             .epoll_mut(p, epfd)
             .ok_or_else(|| crate::error::bad_fd(epfd))?;
-        inst.ctl(op, fd, ev, cur)?;
+        let key = inst.ctl(op, fd, ev, cur)?;
         let file = self.file_mut(p, fd)?;
         match op {
-            CtlOp::Add => file.watchers.push(epfd),
-            CtlOp::Del => file.watchers.retain(|&e| e != epfd),
+            CtlOp::Add => file.watchers.push(Watch { epfd, key }),
+            CtlOp::Del => file.watchers.retain(|w| w.epfd != epfd),
             CtlOp::Mod => {}
         }
         Ok(())
@@ -436,5 +532,112 @@ pub(crate) fn timeout_from_ms(ms: i32) -> Option<Duration> {
         None
     } else {
         Some(Duration::from_millis(ms as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(events: Events, data: u64) -> EpollEvent {
+        EpollEvent::new(events, data)
+    }
+
+    #[test]
+    fn slab_keys_are_generational() {
+        let mut items = Items::default();
+        let item = |fd| Item {
+            fd,
+            events: Events::IN,
+            data: 0,
+            queued: false,
+            last: Events::NONE,
+        };
+        let a = items.insert(item(3));
+        let b = items.insert(item(4));
+        assert_ne!(a, b);
+        assert_eq!(items.remove(a).map(|i| i.fd), Some(3));
+        assert!(items.remove(a).is_none(), "removed once");
+        let c = items.insert(item(5));
+        assert_eq!(c.index, a.index, "the slot is reused");
+        assert!(
+            items.get_mut(a).is_none(),
+            "the stale key misses the new item"
+        );
+        assert_eq!(items.get_mut(c).map(|i| i.fd), Some(5));
+        assert_eq!(items.get_mut(b).map(|i| i.fd), Some(4));
+    }
+
+    #[test]
+    fn stale_keys_and_other_descriptors_reach_nothing() {
+        let mut ep = EpollInstance::default();
+        let k3 = ep
+            .ctl(CtlOp::Add, 3, ev(Events::IN, 3), Events::NONE)
+            .unwrap();
+        ep.ctl(CtlOp::Del, 3, ev(Events::NONE, 0), Events::NONE)
+            .unwrap();
+        let k4 = ep
+            .ctl(CtlOp::Add, 4, ev(Events::IN, 4), Events::NONE)
+            .unwrap();
+        assert_eq!(k4.index, k3.index);
+        // A callback still holding 3's key (or naming the wrong descriptor) changes nothing.
+        assert!(matches!(ep.wants(k3, 3, Events::IN), Wants::Nothing));
+        assert!(!ep.enqueue(k3, 3));
+        assert!(!ep.enqueue(k4, 3));
+        assert!(!ep.has_ready());
+        assert!(matches!(ep.wants(k4, 4, Events::IN), Wants::Wake));
+        assert!(ep.enqueue(k4, 4));
+        assert!(!ep.enqueue(k4, 4), "already queued: no second wakeup");
+        assert_eq!(ep.ready.len(), 1);
+    }
+
+    #[test]
+    fn harvest_reaches_items_by_key_and_requeues_level_triggered_ones() {
+        let mut ep = EpollInstance::default();
+        // Many idle items, ready ones in between; LT on 10, ET on 20, ONESHOT on 30.
+        for fd in 0..1000 {
+            ep.ctl(CtlOp::Add, fd, ev(Events::IN, fd as u64), Events::NONE)
+                .unwrap();
+        }
+        ep.ctl(CtlOp::Del, 10, ev(Events::NONE, 0), Events::NONE)
+            .unwrap();
+        ep.ctl(CtlOp::Add, 10, ev(Events::IN, 110), Events::IN)
+            .unwrap();
+        ep.ctl(CtlOp::Mod, 20, ev(Events::IN | Events::ET, 120), Events::IN)
+            .unwrap();
+        ep.ctl(
+            CtlOp::Mod,
+            30,
+            ev(Events::IN | Events::ONESHOT, 130),
+            Events::IN,
+        )
+        .unwrap();
+        let ready = |fd: Fd| {
+            Some(if [10, 20, 30].contains(&fd) {
+                Events::IN
+            } else {
+                Events::NONE
+            })
+        };
+        let mut out = Vec::new();
+        let mut examined = 0;
+        ep.harvest(64, &mut out, &mut examined, ready);
+        let mut data: Vec<u64> = out.iter().map(|e| e.data).collect();
+        data.sort();
+        assert_eq!(data, [110, 120, 130]);
+        assert_eq!(
+            examined, 3,
+            "only the ready entries, never the 997 idle ones"
+        );
+        // Next pass: only the level-triggered item is still on the list.
+        out.clear();
+        ep.harvest(64, &mut out, &mut examined, ready);
+        assert_eq!(out, [ev(Events::IN, 110)]);
+        assert_eq!(examined, 4);
+        // Deleting a queued item takes it off the ready list.
+        ep.ctl(CtlOp::Del, 10, ev(Events::NONE, 0), Events::NONE)
+            .unwrap();
+        assert!(!ep.has_ready());
+        assert_eq!(ep.interest.len(), 999);
     }
 }

@@ -7,6 +7,7 @@
 use core::fmt;
 use core::ops::{BitAnd, BitOr, BitOrAssign, Not};
 
+use ringstack_stack::socket::fmt_flag_names;
 use ringstack_stack::Readiness;
 
 /// A set of readiness and control bits (`struct epoll_event.events`, `struct pollfd.events`).
@@ -121,20 +122,7 @@ impl fmt::Debug for Events {
             (Events::ONESHOT, "ONESHOT"),
             (Events::ET, "ET"),
         ];
-        let mut first = true;
-        for (bit, name) in names {
-            if self.contains(bit) {
-                if !first {
-                    f.write_str("|")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("-")?;
-        }
-        Ok(())
+        fmt_flag_names(f, names.map(|(bit, name)| (self.contains(bit), name)))
     }
 }
 
@@ -147,6 +135,8 @@ mod tests {
         let e = Events::from_readiness(Readiness::READABLE | Readiness::READ_CLOSED);
         assert_eq!(e, Events::IN | Events::RDHUP);
         assert_eq!(format!("{e:?}"), "IN|RDHUP");
+        assert_eq!(format!("{:?}", Events::IN | Events::ET), "IN|ET");
+        assert_eq!(format!("{:?}", Events::NONE), "-");
         assert_eq!(Events::IN.bits(), 1);
         assert_eq!(Events::ET.bits(), 0x8000_0000);
     }

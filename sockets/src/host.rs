@@ -51,6 +51,12 @@ impl<N: Nic> Host<N> {
         &mut self.nic
     }
 
+    /// The NIC and the stack at once, for a driver running its own loop (e.g. one that adds
+    /// the NIC's side of each frame to the trace: `ringstack trace`, `serve --trace`).
+    pub fn parts_mut(&mut self) -> (&mut N, &mut Stack) {
+        (&mut self.nic, &mut self.stack)
+    }
+
     /// One round of the driver loop: receive a batch of frames, run due timers, transmit every
     /// frame the stack has, and kick the NIC once. Returns whether any frame moved.
     pub fn poll(&mut self, now: Instant) -> Result<bool, NicError> {

@@ -42,10 +42,11 @@
 //!
 //! [`TcpStream::recv_with`] and [`TcpStream::send_with`] lend the socket buffers to a closure
 //! instead of copying through an application buffer; [`TcpStream::send_file`] maps a file and
-//! fills the send buffer straight from the mapping. [`Net::copies`] returns the stack's
-//! per-boundary copy counters ([`Copies`]); [`zero_copy`] tabulates copies per byte for each
-//! path (`read`+`write` 3, `send_file` 2, `recv_with` 1 vs `read` 2) and says honestly why
-//! `send_file` is not yet one copy. [`scenarios`] holds the notes' demonstrations as functions
+//! queues the mapping in the send buffer *by reference* ([`TcpStream::send_shared`] does the
+//! same for any shared memory), so the only copy is the one into the frame. [`Net::copies`]
+//! returns the stack's per-boundary copy counters ([`Copies`]); [`zero_copy`] tabulates copies
+//! per byte for each path (`read`+`write` 3, `send_file` 1, `recv_with` 1 vs `read` 2).
+//! [`scenarios`] holds the notes' demonstrations as functions
 //! (starvation, LT/ET, thundering herd, select vs epoll, copies) shared by the tests and
 //! `ringstack experiment`.
 //!

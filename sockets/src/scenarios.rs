@@ -480,8 +480,22 @@ const APP_BUF: usize = 64 * 1024;
 /// `recv`, handing every received byte to `consume` (in order; in place for `recv_with`), and
 /// returns the copy counters of both machines for the transfer. Both sockets are non-blocking
 /// and one loop alternates between them (the virtual clock advances only when neither can
-/// progress), so one thread runs both ends.
+/// progress), so one thread runs both ends. Over a clean link ([`pair`]): see
+/// [`transfer_between`] for another pair of machines.
 pub fn transfer(
+    send: SendMethod<'_>,
+    recv: RecvMethod,
+    consume: impl FnMut(&[u8]),
+) -> io::Result<Transfer> {
+    let (a, b) = pair();
+    transfer_between(&a, &b, send, recv, consume)
+}
+
+/// [`transfer`] from `b` to `a` (two machines of one group, e.g. over an impaired link made
+/// with [`Net::memory_pair`]); the server listens on `a`'s port 5001.
+pub fn transfer_between(
+    a: &Net,
+    b: &Net,
     send: SendMethod<'_>,
     recv: RecvMethod,
     mut consume: impl FnMut(&[u8]),
@@ -491,8 +505,7 @@ pub fn transfer(
         SendMethod::SendWith(buf) => buf.len() as u64,
         SendMethod::SendWithGenerate(len, _) => len,
     };
-    let (a, b) = pair();
-    let (_l, mut conns) = connected(&a, &b, 5001, 1)?;
+    let (_l, mut conns) = connected(a, b, 5001, 1)?;
     let (server, client) = conns.pop().expect("one connection");
     server.set_nonblocking(true)?;
     client.set_nonblocking(true)?;

@@ -187,6 +187,7 @@ named_enum! {
         CopyRcvBufToAppInPlace = "bytes the application consumed in place from TCP receive buffers (recv_with: no copy)",
         CopyAppToSndBuf = "bytes copied from the application into TCP send buffers (send)",
         CopyAppToSndBufInPlace = "bytes the application wrote in place into TCP send buffers (send_with: no copy)",
+        CopyAppToSndBufByRef = "bytes queued in TCP send buffers by reference to shared application memory (send_external, send_file: no copy)",
         CopySndBufToFrame = "bytes copied from TCP send buffers into transmit frames, first transmissions",
         CopySndBufToFrameRetrans = "bytes copied from TCP send buffers into transmit frames, retransmissions",
         CopyAppToFrame = "bytes copied from the application straight into transmit frames (UDP, ICMP echo)",

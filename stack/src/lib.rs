@@ -38,6 +38,7 @@ pub use counters::{Counter, Counters, DropReason};
 pub use icmp::{EchoReply, IcmpError, PingEvent};
 pub use socket::{IcmpHandle, Readiness, SocketHandle, TcpHandle, UdpHandle};
 pub use stack::{PingError, Stack};
+pub use tcp::send_buffer::SharedBytes;
 pub use tcp::{TcpConfig, TcpError};
 pub use time::{Duration, Instant};
 pub use udp::UdpError;

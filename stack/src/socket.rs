@@ -114,21 +114,30 @@ impl fmt::Debug for Readiness {
             (Self::HANGUP, "HUP"),
             (Self::ERROR, "ERR"),
         ];
-        let mut first = true;
-        for (bit, name) in names {
-            if self.contains(bit) {
-                if !first {
-                    f.write_str("|")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("-")?;
-        }
-        Ok(())
+        fmt_flag_names(f, names.map(|(bit, name)| (self.contains(bit), name)))
     }
+}
+
+/// Writes the names of the flags that are set, joined by `|`, or `-` when none is: the `Debug`
+/// form of [`Readiness`] and of the `sockets` crate's poll/epoll `Events`.
+pub fn fmt_flag_names<'a>(
+    f: &mut fmt::Formatter<'_>,
+    flags: impl IntoIterator<Item = (bool, &'a str)>,
+) -> fmt::Result {
+    let mut first = true;
+    for (set, name) in flags {
+        if set {
+            if !first {
+                f.write_str("|")?;
+            }
+            f.write_str(name)?;
+            first = false;
+        }
+    }
+    if first {
+        f.write_str("-")?;
+    }
+    Ok(())
 }
 
 /// The queue of sockets whose readiness may have changed since the last drain.

@@ -14,6 +14,7 @@ use crate::icmp::PingEvent;
 use crate::interface::Interface;
 use crate::ipv4;
 use crate::socket::{IcmpHandle, Readiness, ReadinessQueue, SocketHandle, TcpHandle, UdpHandle};
+use crate::tcp::send_buffer::SharedBytes;
 use crate::tcp::{TcpError, TcpLayer};
 use crate::time::Instant;
 use crate::trace::{Direction, Layer, Tracer, Verdict};
@@ -383,6 +384,22 @@ impl Stack {
     ) -> Result<usize, TcpError> {
         let mut cx = cx!(self, now);
         self.iface.tcp.send_with(&mut cx, h, f)
+    }
+
+    /// Queues `bytes[range]` by reference (zero-copy `tcp_send` for shared immutable memory,
+    /// e.g. a file mapping): as much as the send buffer has room for; returns how many bytes
+    /// from `range.start` were taken. Segmentation copies them straight into frames. See
+    /// [`TcpLayer::send_external`] (accounting, descriptor limit, panics).
+    pub fn tcp_send_external(
+        &mut self,
+        now: Instant,
+        h: TcpHandle,
+        bytes: &SharedBytes,
+        range: core::ops::Range<usize>,
+    ) -> Result<usize, TcpError> {
+        let mut cx = cx!(self, now);
+        tag_flow(&mut cx, &self.iface.tcp, h, false);
+        self.iface.tcp.send_external(&mut cx, h, bytes, range)
     }
 
     /// Reads received bytes in place (zero-copy `tcp_recv`): `f` borrows the contiguous readable

@@ -1,7 +1,9 @@
 //! Zero-copy and copy accounting, counted (the notes' "零拷贝" section): a 10 MB file sent
-//! with `read`+`write`, `send_file` and `send_with`, received with `read` and `recv_with`,
-//! over a clean in-memory link on virtual time; every transfer SHA-256-checked and its copies
-//! per byte asserted exactly from the stack's counters.
+//! with `read`+`write` (3 CPU copies per byte), `send_file` (1: mapping → frame) and
+//! `send_with`, received with `read` and `recv_with`, over a clean in-memory link on virtual
+//! time; every transfer SHA-256-checked and its copies per byte asserted exactly from the
+//! stack's counters. `send_file` is also run over a lossy link: retransmissions re-read the
+//! mapping.
 //!
 //! What each counter measures (bytes of TCP payload, per machine; see
 //! `ringstack_sockets::zero_copy`):
@@ -9,9 +11,10 @@
 //! - `CopyRcvBufToApp`: copied by `read` from the receive buffer into the application's buffer;
 //! - `CopyRcvBufToAppInPlace`: consumed by `recv_with` where they lie (no copy);
 //! - `CopyAppToSndBuf`: copied by `write` from the application's buffer into the send buffer;
-//! - `CopyAppToSndBufInPlace`: written into lent send-buffer space by `send_with`/`send_file`
-//!   (not a stack copy; here each such byte was `memcpy`d by the writer from the mapping or
-//!   buffer, so it *is* one CPU copy);
+//! - `CopyAppToSndBufInPlace`: written into lent send-buffer space by `send_with` (not a stack
+//!   copy; when the writer `memcpy`d each such byte from a buffer, it *is* one CPU copy);
+//! - `CopyAppToSndBufByRef`: queued by reference by `send_file`/`send_shared` — the send buffer
+//!   holds (mapping, range) descriptors, no byte is copied into it;
 //! - `CopySndBufToFrame` / `…Retrans`: copied from the send buffer into an outgoing frame,
 //!   first transmission / retransmission (zero on a clean link);
 //! - the application's own `read(file)` into its buffer is not a stack counter: the test
@@ -20,10 +23,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use ringstack_nic::{Impairment, LinkConfig};
 use ringstack_sockets::scenarios::{self, RecvMethod, SendMethod, Transfer};
-use ringstack_sockets::{Copies, TcpStream};
+use ringstack_sockets::{Copies, Net, TcpStream};
+use ringstack_stack::{Config, Counter, SharedBytes};
 use ringstack_tests::io_models::{connected, nets};
 use sha2::{Digest, Sha256};
 
@@ -63,10 +69,11 @@ fn file() -> &'static (File, Vec<u8>, [u8; 32]) {
     })
 }
 
-/// Runs one transfer, checks its SHA-256 and the sanity invariants of a clean link.
-fn run(send: SendMethod<'_>, recv: RecvMethod) -> Transfer {
+/// Runs one transfer from `b` to `a` and checks that what the peer received hashes (SHA-256)
+/// to the file's content.
+fn run_between(a: &Net, b: &Net, send: SendMethod<'_>, recv: RecvMethod) -> Transfer {
     let mut h = Sha256::new();
-    let t = scenarios::transfer(send, recv, |b| h.update(b)).unwrap();
+    let t = scenarios::transfer_between(a, b, send, recv, |b| h.update(b)).unwrap();
     let sum: [u8; 32] = h.finalize().into();
     assert_eq!(
         sum,
@@ -76,6 +83,14 @@ fn run(send: SendMethod<'_>, recv: RecvMethod) -> Transfer {
         recv.name()
     );
     assert_eq!(t.bytes, MB10);
+    t
+}
+
+/// Runs one transfer over a clean link, checks its SHA-256 and the sanity invariants of a
+/// clean link.
+fn run(send: SendMethod<'_>, recv: RecvMethod) -> Transfer {
+    let (a, b) = scenarios::pair();
+    let t = run_between(&a, &b, send, recv);
     // Clean link: every byte framed exactly once, nothing retransmitted, and the receiver
     // copied each byte into its receive buffer exactly once.
     assert_eq!(t.sender.sndbuf_to_frame, MB10, "first transmissions");
@@ -104,6 +119,7 @@ fn read_write_makes_three_copies_per_byte_and_read_two() {
     );
     assert_eq!(t.sender.app_to_sndbuf, MB10);
     assert_eq!(t.sender.app_to_sndbuf_in_place, 0);
+    assert_eq!(t.sender.app_to_sndbuf_by_ref, 0);
     assert_eq!(t.send_copies_per_byte(), 3.0);
     // Receive side: frame → receive buffer, receive buffer → app buffer.
     assert_eq!(t.receiver.rcvbuf_to_app, MB10);
@@ -112,16 +128,27 @@ fn read_write_makes_three_copies_per_byte_and_read_two() {
 }
 
 #[test]
-fn send_file_makes_two_copies_per_byte_and_recv_with_one() {
+fn send_file_makes_one_copy_per_byte_and_recv_with_one() {
     let f = open();
     let t = run(SendMethod::SendFile(f), RecvMethod::RecvWith);
-    // Send side: no application copy; mapping → send buffer (written in place by send_file's
-    // memcpy), send buffer → frame. Not one copy: the send buffer does not reference the
-    // mapping (see `ringstack_sockets::zero_copy`).
+    // Send side: no application copy, nothing copied into the send buffer (it references the
+    // mapping); the one CPU copy is mapping → frame.
     assert_eq!(t.app_copied, 0);
-    assert_eq!(t.sender.app_to_sndbuf, 0);
-    assert_eq!(t.sender.app_to_sndbuf_in_place, MB10);
-    assert_eq!(t.send_copies_per_byte(), 2.0);
+    assert_eq!(
+        t.sender.app_to_sndbuf, 0,
+        "never copied into the send buffer"
+    );
+    assert_eq!(t.sender.app_to_sndbuf_in_place, 0);
+    assert_eq!(
+        t.sender.app_to_sndbuf_by_ref, MB10,
+        "every byte queued by reference"
+    );
+    assert_eq!(
+        t.sender.sndbuf_to_frame, MB10,
+        "the one copy: mapping → frame"
+    );
+    assert_eq!(t.sender.send_copied(), MB10);
+    assert_eq!(t.send_copies_per_byte(), 1.0);
     // Receive side: only frame → receive buffer; the hash ran on the bytes in place.
     assert_eq!(t.receiver.rcvbuf_to_app, 0);
     assert_eq!(t.receiver.rcvbuf_to_app_in_place, MB10);
@@ -135,6 +162,7 @@ fn send_with_from_memory_makes_two_copies_and_generating_in_place_one() {
     assert_eq!(t.app_copied, 0);
     assert_eq!(t.sender.app_to_sndbuf, 0);
     assert_eq!(t.sender.app_to_sndbuf_in_place, MB10);
+    assert_eq!(t.sender.app_to_sndbuf_by_ref, 0);
     assert_eq!(
         t.send_copies_per_byte(),
         2.0,
@@ -159,7 +187,107 @@ fn send_with_from_memory_makes_two_copies_and_generating_in_place_one() {
     assert_eq!(t.recv_copies_per_byte(), 1.0);
 }
 
+#[test]
+fn send_file_retransmissions_reread_the_mapping() {
+    // 2% loss and 2% reordering each way (seeded): segments from the mapping are lost and
+    // sent again from the same mapping; the content still arrives intact and the send buffer
+    // never copies a byte.
+    let lossy = Impairment {
+        loss: 0.02,
+        reorder: 0.02,
+        ..Impairment::none()
+    };
+    let link = LinkConfig {
+        a_to_b: lossy.clone(),
+        b_to_a: lossy,
+        seed: 7,
+        ..LinkConfig::default()
+    };
+    let cfg = |ip, seed| {
+        let mut c = Config::new([0; 6], ip, 24);
+        c.seed = seed;
+        c
+    };
+    let (a, b) = Net::memory_pair(cfg(scenarios::A, 1), cfg(scenarios::B, 2), link);
+    let t = run_between(&a, &b, SendMethod::SendFile(open()), RecvMethod::Read);
+    assert!(
+        t.sender.sndbuf_to_frame_retrans > 0,
+        "the link lost segments: {t:?}"
+    );
+    assert_eq!(
+        t.sender.sndbuf_to_frame, MB10,
+        "first transmissions: each byte once"
+    );
+    assert_eq!(t.sender.app_to_sndbuf_by_ref, MB10);
+    assert_eq!(t.sender.app_to_sndbuf + t.sender.app_to_sndbuf_in_place, 0);
+}
+
 // ----- the socket-level semantics of the zero-copy calls -----
+
+#[test]
+fn send_shared_queues_by_reference_and_releases_on_ack() {
+    let (a, b) = nets();
+    let (_l, mut conns) = connected(&a, &b, 7, 1).unwrap();
+    let (server, client) = conns.pop().unwrap();
+    let mem: SharedBytes = Arc::new(b"0123456789abcdef".to_vec());
+    let b0 = b.copies();
+    // Pieces of one memory, out of order with a copied write in between.
+    assert_eq!(client.send_shared(&mem, 10..16).unwrap(), 6);
+    (&client).write_all(b"--").unwrap();
+    assert_eq!(client.send_shared(&mem, 0..4).unwrap(), 4);
+    assert_eq!(client.send_shared(&mem, 4..4).unwrap(), 0, "empty range");
+    let e = client.send_shared(&mem, 4..17).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    let mut got = [0u8; 12];
+    (&server).read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"abcdef--0123");
+    // Acknowledged: the stack let go of the memory.
+    b.run_for(Duration::from_millis(500)).unwrap();
+    assert_eq!(Arc::strong_count(&mem), 1, "released once acknowledged");
+    let d = b.copies().since(&b0);
+    assert_eq!(
+        (d.app_to_sndbuf_by_ref, d.app_to_sndbuf, d.sndbuf_to_frame),
+        (10, 2, 12)
+    );
+    assert_eq!(b.counters().get(Counter::CopyAppToSndBufByRef), 10);
+    // After shutdown(Write): EPIPE, and nothing referenced.
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        client.send_shared(&mem, 0..1).unwrap_err().kind(),
+        io::ErrorKind::BrokenPipe
+    );
+    assert_eq!(Arc::strong_count(&mem), 1);
+}
+
+#[test]
+fn send_shared_holds_the_memory_until_acknowledged() {
+    // The peer reads nothing and its window fills: the tail stays queued, referenced.
+    let (a, b) = nets();
+    let (_l, mut conns) = connected(&a, &b, 7, 1).unwrap();
+    let (server, client) = conns.pop().unwrap();
+    client.set_nonblocking(true).unwrap();
+    let mem: SharedBytes = Arc::new(vec![9u8; 8 << 20]);
+    let mut queued = 0;
+    loop {
+        match client.send_shared(&mem, queued..8 << 20) {
+            Ok(n) => queued += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(queued > 0 && queued < 8 << 20, "{queued}");
+    b.run_for(Duration::from_millis(200)).unwrap();
+    assert!(
+        Arc::strong_count(&mem) > 1,
+        "unacknowledged bytes keep it alive"
+    );
+    // Closing the connection (abortively: unread data) releases it.
+    drop(server);
+    b.run_for(Duration::from_secs(1)).unwrap();
+    drop(client);
+    b.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(Arc::strong_count(&mem), 1, "released with the connection");
+}
 
 #[test]
 fn recv_with_blocks_like_read_and_reports_eof_without_calling_the_closure() {
@@ -272,6 +400,7 @@ fn send_file_honours_offset_length_end_of_file_and_nonblocking() {
     };
     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     assert_eq!(b.copies().app_to_sndbuf, 0, "the application never copied");
+    assert_eq!(b.copies().app_to_sndbuf_in_place, 0, "nor send_file");
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! The application's calls on a connection (RFC 9293 §3.10.1-§3.10.6: SEND, RECEIVE, CLOSE,
 //! ABORT) and what it may wait for (readiness, epoll semantics).
 
+use std::ops::Range;
+
 use super::connection::{Env, Tcb};
+use super::send_buffer::{Queued, SharedBytes};
 use super::state::State;
-use super::TcpError;
+use super::{TcpError, TcpLayer};
 use crate::counters::Counter;
-use crate::socket::Readiness;
+use crate::cx::Cx;
+use crate::socket::{Readiness, TcpHandle};
 use crate::trace::{Direction, Layer, Verdict};
 
 impl Tcb {
@@ -63,6 +67,38 @@ impl Tcb {
             .counters
             .add(Counter::CopyAppToSndBufInPlace, n as u64);
         self.queued(env, was_empty, n, 0);
+        Ok(n)
+    }
+
+    /// SEND by reference: queues as much of `bytes[range]` as the send buffer has room for,
+    /// without copying it — the buffer keeps a reference, segmentation copies the bytes straight
+    /// into frames (see [`SendBuffer`](super::send_buffer::SendBuffer) for the accounting and the
+    /// descriptor limit past which they are copied instead). Errors as [`Tcb::send`].
+    pub(crate) fn send_external(
+        &mut self,
+        env: &mut Env<'_, '_>,
+        bytes: &SharedBytes,
+        range: Range<usize>,
+    ) -> Result<usize, TcpError> {
+        self.can_send_now()?;
+        if range.is_empty() {
+            return Ok(0);
+        }
+        let was_empty = self.snd_buf.is_empty();
+        let (n, copied) = match self.snd_buf.write_external(bytes, range) {
+            Queued::Referenced(n) => {
+                env.cx.counters.add(Counter::CopyAppToSndBufByRef, n as u64);
+                (n, 0)
+            }
+            Queued::Copied(n) => {
+                env.cx.counters.add(Counter::CopyAppToSndBuf, n as u64);
+                (n, n)
+            }
+        };
+        if n == 0 {
+            return Err(TcpError::WouldBlock);
+        }
+        self.queued(env, was_empty, n, copied);
         Ok(n)
     }
 
@@ -257,6 +293,36 @@ impl Tcb {
         if self.error.is_some() {
             r |= Readiness::ERROR;
         }
+        r
+    }
+}
+
+impl TcpLayer {
+    /// Zero-copy [`TcpLayer::send`] by reference: queues as much of `bytes[range]` as the send
+    /// buffer has room for and returns how many bytes (from `range.start`) were taken; the
+    /// buffer holds a reference to `bytes` until they are acknowledged, and segmentation copies
+    /// them straight into frames — the only CPU copy (`CopySndBufToFrame`). Counted as
+    /// `CopyAppToSndBufByRef`; if the connection already holds its maximum of external chunks
+    /// (a bound on memory, see [`SendBuffer`](super::send_buffer::SendBuffer)) the bytes are
+    /// copied into the buffer instead and counted as `CopyAppToSndBuf`. A range that continues
+    /// the previous one in the same memory extends it, so a large transfer fed in pieces as
+    /// space frees takes one chunk. External bytes use send space like copied ones: `WouldBlock`
+    /// when the buffer is full; other errors as `send`.
+    ///
+    /// `bytes` must not change while queued (retransmissions re-read it).
+    ///
+    /// # Panics
+    /// If `range` is not within `bytes`.
+    pub fn send_external(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: TcpHandle,
+        bytes: &SharedBytes,
+        range: Range<usize>,
+    ) -> Result<usize, TcpError> {
+        let (mut env, tcb) = self.env_tcb(cx, h)?;
+        let r = tcb.send_external(&mut env, bytes, range);
+        self.settle(cx, h);
         r
     }
 }
