@@ -1,12 +1,15 @@
 //! Workload 4: the lab (root only). Linux clients in a private namespace talk over a veth pair
-//! (offloads off, as `ringstack_nic::lab::Lab` sets them) to a server at 198.18.0.2 that is
+//! (offloads off, as `ringstack_nic::lab::Lab` sets them, except for the vnet contender) to a
+//! server at 198.18.0.2 that is
 //!
-//! - `ring`: `ringstack serve --nic ring:veth1` (AF_PACKET TPACKET_V3 rings),
+//! - `ring`: `ringstack serve --nic ring:veth1` on TPACKET_V3 rings (1 MiB or 64 KiB blocks)
+//!   or TPACKET_V2 (the CLI's default), and TPACKET_V2 with `--ring-vnet-hdr` with the
+//!   kernel-side offloads *on* (64 KiB GSO super-frames in),
 //! - `pnet`: `ringstack serve --nic pnet:veth1` (one syscall per frame),
 //! - `kernel`: the Linux kernel's own TCP (this binary's `kernel-servers` helper: discard, echo,
 //!   HTTP with sendfile) in a second namespace that holds `veth1`, so that the kernel peer is
-//!   reached over exactly the same veth as ringstack — not over `lo`; offloads off (the fair
-//!   comparison: ringstack has no GSO/GRO yet) and on (the kernel's best),
+//!   reached over exactly the same veth as ringstack — not over `lo`; offloads off (the
+//!   CPU-for-CPU comparison with ringstack's plain ring) and on (the kernel's best),
 //!
 //! each in its own namespace pair, alternating contenders within every round. Clients (same
 //! binaries for every contender): this binary's `bulk-client` → discard (TCP 9), `curl` of a
@@ -30,12 +33,15 @@ use crate::stats::Samples;
 /// The lab's contenders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
-    /// ringstack on the AF_PACKET ring.
+    /// ringstack on the AF_PACKET ring, TPACKET_V3 with 1 MiB blocks (`--ring-version 3`).
     Ring,
     /// ringstack on the AF_PACKET ring with 64 KiB blocks (`--ring-block-size 65536`).
     RingSmall,
     /// ringstack on the AF_PACKET ring in TPACKET_V2 mode (`--ring-version 2`).
     RingV2,
+    /// ringstack on a TPACKET_V2 ring with `PACKET_VNET_HDR` (`--ring-vnet-hdr`), the
+    /// kernel-side veth's offloads left on: Linux hands over 64 KiB GSO super-frames.
+    RingVnet,
     /// ringstack on the plain packet socket.
     Pnet,
     /// Linux, veth offloads off.
@@ -46,21 +52,28 @@ pub enum Server {
 
 impl Server {
     /// All, in round order (`main.rs` reads the first five by position: add new ones last).
-    pub const ALL: [Server; 6] = [
+    pub const ALL: [Server; 7] = [
         Server::Ring,
         Server::Pnet,
         Server::RingSmall,
         Server::KernelOff,
         Server::KernelOn,
         Server::RingV2,
+        Server::RingVnet,
     ];
+
+    /// Whether this is a ringstack server (its CPU time covers all of its work).
+    pub fn is_ringstack(self) -> bool {
+        !matches!(self, Server::KernelOff | Server::KernelOn)
+    }
 
     /// Its name in tables.
     pub fn name(self) -> &'static str {
         match self {
-            Server::Ring => "ringstack ring",
-            Server::RingSmall => "ringstack ring, 64 KiB blocks",
+            Server::Ring => "ringstack ring (TPACKET_V3)",
+            Server::RingSmall => "ringstack ring V3, 64 KiB blocks",
             Server::RingV2 => "ringstack ring (TPACKET_V2)",
+            Server::RingVnet => "ringstack ring V2 + vnet hdr (offloads on)",
             Server::Pnet => "ringstack pnet",
             Server::KernelOff => "kernel (offloads off)",
             Server::KernelOn => "kernel (offloads on)",
@@ -90,6 +103,8 @@ pub struct Results {
     pub bulk_fps: Samples,
     /// Bulk frames per server CPU-second.
     pub bulk_frames_per_cpu_s: Samples,
+    /// Bulk payload MB per server CPU-second (fair across frame sizes: GSO frames are big).
+    pub bulk_mb_per_cpu_s: Samples,
     /// HTTP Gbit/s (payload, as curl reports).
     pub http_gbps: Samples,
     /// Transactions/s.
@@ -342,16 +357,43 @@ impl Env {
         Ok(())
     }
 
+    /// The offloads of ringstack's lab (its veth0, the kernel client's side): on only for the
+    /// vnet contender.
+    fn rs_offloads(&self, on: bool) -> Result<()> {
+        let v = if on { "on" } else { "off" };
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            self.rs.name(),
+            "ethtool",
+            "-K",
+            "veth0",
+            "tso",
+            v,
+            "gso",
+            v,
+            "gro",
+            v,
+            "tx",
+            v,
+        ])
+    }
+
     fn client_lab(&self, s: Server) -> &Lab {
         match s {
-            Server::Ring | Server::RingSmall | Server::RingV2 | Server::Pnet => &self.rs,
+            Server::Ring | Server::RingSmall | Server::RingV2 | Server::RingVnet | Server::Pnet => {
+                &self.rs
+            }
             Server::KernelOff | Server::KernelOn => &self.k,
         }
     }
 
     fn start(&self, s: Server) -> Result<Proc> {
         let mut cmd = match s {
-            Server::Ring | Server::RingSmall | Server::RingV2 | Server::Pnet => {
+            Server::Ring | Server::RingSmall | Server::RingV2 | Server::RingVnet | Server::Pnet => {
+                // Only the vnet contender takes GSO frames: the others need the offloads off.
+                self.rs_offloads(s == Server::RingVnet)?;
                 let nic = if s == Server::Pnet {
                     "pnet:veth1"
                 } else {
@@ -369,11 +411,25 @@ impl Env {
                     "--http-root",
                 ])
                 .arg(&self.dir);
+                // The CLI defaults to TPACKET_V2 now: name V3 explicitly.
+                if s == Server::Ring {
+                    c.args(["--ring-version", "3"]);
+                }
                 if s == Server::RingSmall {
-                    c.args(["--ring-block-size", "65536", "--ring-blocks", "64"]);
+                    c.args([
+                        "--ring-version",
+                        "3",
+                        "--ring-block-size",
+                        "65536",
+                        "--ring-blocks",
+                        "64",
+                    ]);
                 }
                 if s == Server::RingV2 {
                     c.args(["--ring-version", "2"]);
+                }
+                if s == Server::RingVnet {
+                    c.args(["--ring-version", "2", "--ring-vnet-hdr"]);
                 }
                 c
             }
@@ -424,6 +480,7 @@ impl Env {
         r.bulk_fps.push(frames / secs);
         if cpu > 0.0 {
             r.bulk_frames_per_cpu_s.push(frames / cpu);
+            r.bulk_mb_per_cpu_s.push(sz.bulk_bytes as f64 / 1e6 / cpu);
         }
         // HTTP GET of the tmpfs file.
         let mut c = lab.command("curl");

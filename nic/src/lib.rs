@@ -47,6 +47,7 @@ pub mod ring;
 pub mod smoltcp_device;
 mod sys;
 pub mod tap;
+pub mod vnet;
 
 pub use error::NicError;
 pub use impair::ImpairNic;
@@ -74,6 +75,10 @@ pub struct NicInfo {
     /// The largest frame [`Nic::transmit`] accepts and [`Nic::receive`] yields, in bytes
     /// (for Ethernet, `mtu + 14`: the FCS is not part of a frame here).
     pub max_frame: usize,
+    /// The largest frame [`Nic::receive`] may yield: `max_frame`, except on a backend that
+    /// takes GSO super-frames from the kernel (a ring with `RingConfig::vnet_hdr`), where a
+    /// TCP segment of up to 64 KiB arrives in one frame (65,549 bytes with its headers).
+    pub max_rx_frame: usize,
 }
 
 /// Counters of a device. All of them only ever increase.

@@ -160,6 +160,16 @@ pub struct MemoryNic {
     rx_batch: Vec<(Vec<u8>, usize)>,
 }
 
+/// The transmit-side fields of a [`MemoryNic`], borrowed apart from its `shared` state.
+struct Tx<'a> {
+    shaper: &'a mut Shaper,
+    stats: &'a mut NicStats,
+    slot: &'a mut Vec<u8>,
+    end: End,
+    rx_ring_frames: usize,
+    max_frame: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     A,
@@ -190,11 +200,74 @@ struct Shared {
 
 #[derive(Default)]
 struct Wire {
-    in_flight: BinaryHeap<InFlight>,
+    in_flight: InFlightQueue,
     /// Spare buffers of `max_frame` bytes: the receiver returns them, the sender takes them.
     pool: Vec<Vec<u8>>,
     /// Frames dropped because the receiving end had `rx_ring_frames` pending.
     rx_dropped: u64,
+}
+
+/// The frames on their way, ordered by delivery time, ties by send order.
+///
+/// Frames that arrive in order (the only case on a link without delay variation) go to a FIFO,
+/// O(1) each; only a frame that must overtake an earlier one (reordering, jitter) goes to the
+/// heap. Popping takes the earlier of the two fronts, so the order is exactly that of one heap.
+#[derive(Default)]
+struct InFlightQueue {
+    /// Sorted by `(at, seq)`: a frame is appended only if it sorts after the back.
+    fifo: VecDeque<InFlight>,
+    heap: BinaryHeap<InFlight>,
+}
+
+impl InFlightQueue {
+    fn push(&mut self, f: InFlight) {
+        if self
+            .fifo
+            .back()
+            .is_none_or(|b| (b.at, b.seq) <= (f.at, f.seq))
+        {
+            self.fifo.push_back(f);
+        } else {
+            self.heap.push(f);
+        }
+    }
+
+    /// Whether the next frame comes from the FIFO (`Some(true)`) or the heap.
+    fn next_is_fifo(&self) -> Option<bool> {
+        match (self.fifo.front(), self.heap.peek()) {
+            (None, None) => None,
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (Some(f), Some(h)) => Some((f.at, f.seq) <= (h.at, h.seq)),
+        }
+    }
+
+    fn peek(&self) -> Option<&InFlight> {
+        match self.next_is_fifo()? {
+            true => self.fifo.front(),
+            false => self.heap.peek(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<InFlight> {
+        match self.next_is_fifo()? {
+            true => self.fifo.pop_front(),
+            false => self.heap.pop(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fifo.is_empty() && self.heap.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.fifo.clear();
+        self.heap.clear();
+    }
 }
 
 /// A frame on its way; `buf` is `max_frame` long, the frame is `buf[..len]`.
@@ -226,6 +299,13 @@ impl Ord for InFlight {
 /// The sending side of one direction: impairment decisions and the bandwidth queue.
 struct Shaper {
     impairment: Impairment,
+    /// `impairment.is_none()`, cached: such frames draw nothing from the PRNG (whatever they
+    /// would draw decides nothing) and only count in `skipped`.
+    clean: bool,
+    /// Frames that skipped their draws; the stream is moved past their
+    /// [`WORDS_PER_FRAME`] words before the next real draw, so every frame still gets the
+    /// values it would have drawn (the stream does not depend on how long the link was clean).
+    skipped: u64,
     rng: ChaCha8Rng,
     queue_limit_frames: usize,
     /// Serialization end times (ns) of the frames still queued or serializing.
@@ -251,8 +331,23 @@ struct FrameDraws {
     copies: [CopyDraws; 2],
 }
 
+/// 32-bit PRNG words one frame's [`FrameDraws`] consume: ten 64-bit draws (an `f64` takes one
+/// `u64`).
+const WORDS_PER_FRAME: u128 = 20;
+
 impl Shaper {
+    fn set_impairment(&mut self, impairment: Impairment) {
+        self.clean = impairment.is_none();
+        self.impairment = impairment;
+    }
+
     fn draw(&mut self) -> FrameDraws {
+        if self.skipped > 0 {
+            let pos = self.rng.get_word_pos();
+            self.rng
+                .set_word_pos(pos + u128::from(self.skipped) * WORDS_PER_FRAME);
+            self.skipped = 0;
+        }
         let mut copy = || CopyDraws {
             corrupt: self.rng.random(),
             position: self.rng.next_u64(),
@@ -305,12 +400,15 @@ impl MemoryNic {
                 mtu: config.mtu,
                 mac: Some(mac),
                 max_frame,
+                max_rx_frame: max_frame,
             },
             end,
             shared: Arc::clone(shared),
             rx_ring_frames: config.rx_ring_frames,
             shaper: Shaper {
                 impairment: impairment.clone(),
+                clean: impairment.is_none(),
+                skipped: 0,
                 rng,
                 queue_limit_frames: config.queue_limit_frames,
                 backlog: VecDeque::new(),
@@ -331,7 +429,7 @@ impl MemoryNic {
     /// Replaces the impairment applied to the frames this end transmits from now on (frames
     /// already in flight keep their delivery time). The PRNG stream continues.
     pub fn set_impairment(&mut self, impairment: Impairment) {
-        self.shaper.impairment = impairment;
+        self.shaper.set_impairment(impairment);
     }
 
     /// Number of frames pending towards this end (in flight or ready to be received).
@@ -345,35 +443,62 @@ impl MemoryNic {
     }
 
     /// Impairs the frame in `self.slot[..len]` and puts its copies on the wire.
-    fn enqueue(&mut self, shared: &mut Shared, now: Instant, len: usize) {
-        let draws = self.shaper.draw();
-        let imp = &self.shaper.impairment;
-        let stats = &mut self.stats;
+    fn enqueue(tx: Tx<'_>, shared: &mut Shared, now: Instant, len: usize) {
+        let Tx {
+            shaper,
+            stats,
+            slot,
+            end,
+            rx_ring_frames,
+            max_frame,
+        } = tx;
+        if shaper.clean {
+            // A perfect wire: one copy, receivable now (what the general path computes for
+            // this impairment, without drawing).
+            shaper.skipped += 1;
+            let wire = &mut shared.wires[end.tx_wire()];
+            if wire.in_flight.len() >= rx_ring_frames {
+                wire.rx_dropped += 1;
+                return;
+            }
+            let mut buf = wire.pool.pop().unwrap_or_default();
+            buf.resize(max_frame, 0);
+            std::mem::swap(&mut buf, slot);
+            shaper.seq += 1;
+            wire.in_flight.push(InFlight {
+                at: now,
+                seq: shaper.seq,
+                len,
+                buf,
+            });
+            return;
+        }
+        let draws = shaper.draw();
+        let imp = &shaper.impairment;
         if draws.loss < imp.loss {
             stats.lost += 1;
             return;
         }
-        let Some(departure) = self.shaper.depart(now, len) else {
+        let Some(departure) = shaper.depart(now, len) else {
             stats.queue_drops += 1;
             return;
         };
-        let imp = &self.shaper.impairment;
+        let imp = &shaper.impairment;
         let copies = if draws.duplicate < imp.duplicate {
             stats.duplicated += 1;
             2
         } else {
             1
         };
-        let max_frame = self.info.max_frame;
-        let wire = &mut shared.wires[self.end.tx_wire()];
+        let wire = &mut shared.wires[end.tx_wire()];
         for (i, d) in draws.copies.iter().enumerate().take(copies) {
             let mut buf = wire.pool.pop().unwrap_or_default();
             buf.resize(max_frame, 0);
             if i + 1 == copies {
                 // The last copy takes the slot itself; the fresh buffer becomes the next slot.
-                std::mem::swap(&mut buf, &mut self.slot);
+                std::mem::swap(&mut buf, slot);
             } else {
-                buf[..len].copy_from_slice(&self.slot[..len]);
+                buf[..len].copy_from_slice(&slot[..len]);
             }
             if d.corrupt < imp.corrupt && len > 0 {
                 let byte = (d.position % len as u64) as usize;
@@ -391,15 +516,15 @@ impl MemoryNic {
             if at > now {
                 stats.delayed += 1;
             }
-            if wire.in_flight.len() >= self.rx_ring_frames {
+            if wire.in_flight.len() >= rx_ring_frames {
                 wire.rx_dropped += 1;
                 wire.pool.push(buf);
                 continue;
             }
-            self.shaper.seq += 1;
+            shaper.seq += 1;
             wire.in_flight.push(InFlight {
                 at,
-                seq: self.shaper.seq,
+                seq: shaper.seq,
                 len,
                 buf,
             });
@@ -469,15 +594,23 @@ impl Nic for MemoryNic {
             self.stats.tx_dropped += 1;
             return Err(NicError::TooLarge { len, max });
         }
-        let shared = Arc::clone(&self.shared);
-        let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        // Borrow the fields apart: the lock guard borrows `shared` while the rest is mutated.
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         if !shared.alive[self.end.peer()] {
             self.stats.tx_dropped += 1;
             return Err(NicError::Closed);
         }
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
-        self.enqueue(&mut shared, now, len);
+        let tx = Tx {
+            shaper: &mut self.shaper,
+            stats: &mut self.stats,
+            slot: &mut self.slot,
+            end: self.end,
+            rx_ring_frames: self.rx_ring_frames,
+            max_frame: max,
+        };
+        MemoryNic::enqueue(tx, &mut shared, now, len);
         Ok(len)
     }
 

@@ -108,6 +108,7 @@ impl PnetNic {
                 mtu: facts.mtu,
                 mac: facts.mac,
                 max_frame,
+                max_rx_frame: max_frame,
             },
             slot: vec![0; max_frame],
             stats: NicStats::default(),

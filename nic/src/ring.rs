@@ -41,13 +41,22 @@
 //! looks again; if it is still busy the frame is refused with an `io::ErrorKind::WouldBlock`
 //! error and counted in `tx_dropped` (retry after a `flush`).
 //!
-//! # Offloads (a deliberate choice)
+//! # Offloads: virtio-net headers (`RingConfig::vnet_hdr`)
 //!
 //! On a veth pair the kernel side may hand AF_PACKET GSO super-frames (bigger than the MTU)
-//! with partial checksums. ringstack does not parse `PACKET_VNET_HDR` yet: the lab turns the
-//! offloads off on the kernel-side veth instead (`ethtool -K veth0 tso off gso off gro off tx
-//! off`), see [`disable_offloads`]. Frames longer than the ring can hold are counted as
-//! truncated, never handed out half.
+//! with partial checksums. Two ways to deal with it:
+//!
+//! - Without `vnet_hdr` (the default): the lab turns the offloads off on the kernel-side veth
+//!   (`ethtool -K veth0 tso off gso off gro off tx off`, see [`disable_offloads`]), so only
+//!   MTU-sized frames with complete checksums arrive.
+//! - With `vnet_hdr`: the socket sets `PACKET_VNET_HDR`, the kernel puts a `virtio_net_hdr`
+//!   before every frame, and the offloads can stay on. Received frames are prepared as
+//!   [`crate::vnet`] describes (partial checksums completed in place, TCP super-frames of up
+//!   to 64 KiB handed over whole: [`NicInfo::max_rx_frame`]); transmitted frames get an
+//!   all-zero header (no GSO, checksums complete). Under TPACKET_V2 every RX slot must hold a
+//!   64 KiB frame: use [`RingConfig::with_vnet_hdr`].
+//!
+//! Frames longer than the ring can hold are counted as truncated, never handed out half.
 //!
 //! # Statistics
 //!
@@ -73,6 +82,7 @@ use crate::sys::ring::{
     RingLayout, RingMap, Tpacket, BLOCK_STATUS_OFFSET, TP2_LEN_OFFSET, TP2_SNAPLEN_OFFSET,
 };
 use crate::sys::socket::{interface_facts, poll_fd, PacketSocket, RingRequest};
+use crate::vnet::{self, RxVerdict, VnetHdr, VNET_HDR_LEN};
 use crate::{Nic, NicError, NicInfo, NicStats, ETHERNET_HEADER_LEN};
 
 /// The `PACKET_VERSION` of a [`RingNic`] (it fixes the layout of both rings).
@@ -111,6 +121,9 @@ pub struct RingConfig {
     pub qdisc_bypass: bool,
     /// Receive frames not addressed to the interface's MAC (`PACKET_MR_PROMISC`). Default false.
     pub promiscuous: bool,
+    /// Set `PACKET_VNET_HDR` (see the [module docs](self#offloads-virtio-net-headers-ringconfigvnet_hdr)):
+    /// take GSO super-frames and partial checksums from the kernel. Default false.
+    pub vnet_hdr: bool,
 }
 
 impl Default for RingConfig {
@@ -124,6 +137,34 @@ impl Default for RingConfig {
             retire_timeout: Duration::from_millis(1),
             qdisc_bypass: false,
             promiscuous: false,
+            vnet_hdr: false,
+        }
+    }
+}
+
+/// Bytes a TPACKET_V2 RX slot needs for a 64 KiB GSO frame: the largest IPv4 packet, its
+/// Ethernet header, the virtio header and the slot's own headers (66 bytes), page-rounded.
+const V2_GSO_FRAME_SIZE: usize = 69_632;
+
+impl RingConfig {
+    /// A ring with `PACKET_VNET_HDR` (GSO super-frames in, offloads left on) of `version`,
+    /// sized for 64 KiB frames: V3 keeps 1 MiB blocks (frames are packed by their real size);
+    /// V2 gets 64 RX and 64 TX slots of 68 KiB (4.25 MiB each way).
+    pub fn with_vnet_hdr(version: RingVersion) -> RingConfig {
+        let base = RingConfig {
+            version,
+            vnet_hdr: true,
+            ..RingConfig::default()
+        };
+        match version {
+            RingVersion::V3 => base,
+            RingVersion::V2 => RingConfig {
+                block_size: V2_GSO_FRAME_SIZE,
+                frame_size: V2_GSO_FRAME_SIZE,
+                block_count: 64,
+                tx_block_count: 64,
+                ..base
+            },
         }
     }
 }
@@ -193,8 +234,86 @@ pub struct RingStats {
     pub malformed_blocks: u64,
     /// TX kicks (`send` calls) made.
     pub tx_kicks: u64,
+    /// Received GSO super-frames (`vnet_hdr`: `gso_type` not NONE), handed over whole.
+    pub gso_frames: u64,
+    /// Received frames whose partial checksum (`NEEDS_CSUM`) was completed in place.
+    pub csum_completed: u64,
+    /// Received frames refused for their virtio header (UDP_L4 GSO, checksum area outside the
+    /// frame); also counted in `rx_dropped`.
+    pub vnet_refused: u64,
     /// `poll` calls made while waiting for frames.
     pub polls: u64,
+}
+
+/// Where a frame lent by a [`RingNic`] lies in its rings (see [`RingGeometry::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RingPosition {
+    /// A received frame of a TPACKET_V3 ring: RX block `block`, its data `offset` bytes in.
+    RxBlock {
+        /// Index of the RX block.
+        block: usize,
+        /// Offset of the frame's data inside the block.
+        offset: usize,
+    },
+    /// A received frame of a TPACKET_V2 ring: RX frame slot `slot`.
+    RxSlot {
+        /// Index of the RX frame slot.
+        slot: usize,
+    },
+    /// A TX frame slot.
+    TxSlot {
+        /// Index of the TX frame slot.
+        slot: usize,
+    },
+}
+
+impl fmt::Display for RingPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingPosition::RxBlock { block, offset } => {
+                write!(f, "ring rx block {block} +{offset:#x}")
+            }
+            RingPosition::RxSlot { slot } => write!(f, "ring rx slot {slot}"),
+            RingPosition::TxSlot { slot } => write!(f, "ring tx slot {slot}"),
+        }
+    }
+}
+
+/// The address ranges of a [`RingNic`]'s mapped rings ([`RingNic::geometry`]): plain numbers,
+/// so a driver can keep a copy while the NIC is lent out and tell, from a frame's address
+/// alone, which block or slot it lies in. Nothing is dereferenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingGeometry {
+    base: usize,
+    version: RingVersion,
+    rx_len: usize,
+    rx_block_size: usize,
+    rx_frame_size: usize,
+    tx_frame_size: usize,
+    tx_len: usize,
+}
+
+impl RingGeometry {
+    /// Which RX block (V3) or slot (V2), or which TX slot, `frame` lies in; `None` when it is
+    /// not inside the rings (a frame copied by a wrapper such as `ImpairNic`, say).
+    pub fn locate(&self, frame: &[u8]) -> Option<RingPosition> {
+        let at = (frame.as_ptr() as usize).checked_sub(self.base)?;
+        if at < self.rx_len {
+            return Some(match self.version {
+                RingVersion::V3 => RingPosition::RxBlock {
+                    block: at / self.rx_block_size,
+                    offset: at % self.rx_block_size,
+                },
+                RingVersion::V2 => RingPosition::RxSlot {
+                    slot: at / self.rx_frame_size.max(1),
+                },
+            });
+        }
+        let tx = at - self.rx_len;
+        (tx < self.tx_len).then(|| RingPosition::TxSlot {
+            slot: tx / self.tx_frame_size.max(1),
+        })
+    }
 }
 
 /// The AF_PACKET ring backend (TPACKET_V3 or V2). See the [module docs](self).
@@ -210,6 +329,8 @@ pub struct RingNic {
     rx_blocks: usize,
     /// The RX block the next frame comes from.
     rx_block: usize,
+    /// `PACKET_VNET_HDR` is on: a `virtio_net_hdr` precedes every frame of both rings.
+    vnet: bool,
     /// Position inside `rx_block` once its walk has started.
     rx_cursor: Option<BlockCursor>,
     tx_frames: usize,
@@ -251,11 +372,24 @@ impl RingNic {
             RingVersion::V2 => Tpacket::V2,
             RingVersion::V3 => Tpacket::V3,
         };
-        let data_offset = tpacket.tx_data_offset();
+        // With vnet headers the header takes the first bytes of every TX frame's data area and
+        // sits in front of every RX frame.
+        let vnet_len = if config.vnet_hdr { VNET_HDR_LEN } else { 0 };
+        let data_offset = tpacket.tx_data_offset() + vnet_len;
         // V2 RX slots hold `tp_mac` (66 for an Ethernet SOCK_RAW frame) + the frame.
         let rx_room = match config.version {
-            RingVersion::V2 => config.frame_size - V2_RX_MAC_OFFSET,
+            RingVersion::V2 => config.frame_size - V2_RX_MAC_OFFSET - vnet_len,
             RingVersion::V3 => usize::MAX,
+        };
+        // Frames the kernel may hand over: 64 KiB super-frames with vnet headers (V3 packs them
+        // into blocks; a block holds its header, one frame header and the frame).
+        let max_rx_frame = if config.vnet_hdr {
+            (usize::from(u16::MAX) + ETHERNET_HEADER_LEN)
+                .min(rx_room)
+                .min(config.block_size.saturating_sub(256))
+                .max(max_frame)
+        } else {
+            max_frame
         };
         if max_frame > config.frame_size - data_offset || max_frame > rx_room {
             return Err(NicError::Io(io::Error::new(
@@ -285,6 +419,12 @@ impl RingNic {
         socket
             .set_ignore_outgoing()
             .map_err(|e| open_error("PACKET_IGNORE_OUTGOING", ifname, e))?;
+        if config.vnet_hdr {
+            // Before the rings: the kernel refuses it once they exist (EBUSY).
+            socket
+                .set_vnet_hdr()
+                .map_err(|e| open_error("PACKET_VNET_HDR", ifname, e))?;
+        }
         if config.qdisc_bypass {
             socket
                 .set_qdisc_bypass()
@@ -337,8 +477,10 @@ impl RingNic {
                 mtu: facts.mtu,
                 mac: facts.mac,
                 max_frame,
+                max_rx_frame,
             },
             version: config.version,
+            vnet: config.vnet_hdr,
             rx_frames: frames_per_block * config.block_count,
             rx_frame: 0,
             rx_blocks: config.block_count,
@@ -375,6 +517,22 @@ impl RingNic {
     /// The `PACKET_VERSION` in use.
     pub fn version(&self) -> RingVersion {
         self.version
+    }
+
+    /// Where the rings are mapped, to locate the frames `receive` and `transmit` lend
+    /// ([`RingGeometry::locate`]); plain data, valid as long as this `RingNic` lives.
+    pub fn geometry(&self) -> RingGeometry {
+        let (base, layout) = self.map.geometry();
+        let rx_len = layout.rx_block_size * layout.rx_block_count;
+        RingGeometry {
+            base,
+            version: self.version,
+            rx_len,
+            rx_block_size: layout.rx_block_size,
+            rx_frame_size: layout.rx_frame_size,
+            tx_frame_size: layout.tx_frame_size,
+            tx_len: layout.tx_frame_size * layout.tx_frame_count,
+        }
     }
 
     /// Frames queued by `transmit` and not yet kicked by `flush`.
@@ -416,9 +574,10 @@ impl RingNic {
     /// TPACKET_V3: lends frames of the user-owned blocks in ring order.
     fn receive_v3(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
         let mut handed = 0;
+        let vnet = self.vnet;
         while handed < budget {
             let block_done = {
-                let Some(block) = self.map.rx_block(self.rx_block) else {
+                let Some(block) = self.map.rx_block_mut(self.rx_block) else {
                     break;
                 };
                 let cursor = match &mut self.rx_cursor {
@@ -432,11 +591,11 @@ impl RingNic {
                     },
                 };
                 while handed < budget {
-                    match cursor.next_frame(block) {
+                    match cursor.next_frame_at(block) {
                         None => break,
                         Some(Err(_)) => bump(&self.ring_stats, |s| s.malformed_blocks += 1),
-                        Some(Ok(frame)) => {
-                            if deliver(frame, &mut self.stats, &self.ring_stats, sink) {
+                        Some(Ok(at)) => {
+                            if deliver(block, at, vnet, &mut self.stats, &self.ring_stats, sink) {
                                 handed += 1;
                             }
                         }
@@ -455,15 +614,16 @@ impl RingNic {
     /// kernel right after its frame was handed out (or skipped).
     fn receive_v2(&mut self, budget: usize, sink: &mut dyn FnMut(&[u8])) -> usize {
         let mut handed = 0;
+        let vnet = self.vnet;
         while handed < budget {
             {
-                let Some(slot) = self.map.rx_frame(self.rx_frame) else {
+                let Some(slot) = self.map.rx_frame_mut(self.rx_frame) else {
                     break;
                 };
-                match parse_v2_frame(slot) {
+                match parse_v2_frame_at(slot) {
                     Err(_) => bump(&self.ring_stats, |s| s.malformed_blocks += 1),
-                    Ok(frame) => {
-                        if deliver(frame, &mut self.stats, &self.ring_stats, sink) {
+                    Ok(at) => {
+                        if deliver(slot, at, vnet, &mut self.stats, &self.ring_stats, sink) {
                             handed += 1;
                         }
                     }
@@ -483,27 +643,59 @@ fn bump(stats: &Cell<RingStats>, f: impl FnOnce(&mut RingStats)) {
     stats.set(s);
 }
 
-/// Hands `frame` to `sink` unless it is our own outgoing frame or truncated (counted).
-/// Returns whether it was handed out.
+/// Hands the frame at `at` of `area` (an RX block or slot) to `sink` unless it is our own
+/// outgoing frame or truncated (counted). With `vnet`, the `virtio_net_hdr` before the frame is
+/// applied first ([`VnetHdr::prepare_rx`]: a partial checksum completed in place) and a frame it
+/// refuses is counted. Returns whether it was handed out.
 fn deliver(
-    frame: RxFrame<'_>,
+    area: &mut [u8],
+    at: FrameAt,
+    vnet: bool,
     stats: &mut NicStats,
     ring_stats: &Cell<RingStats>,
     sink: &mut dyn FnMut(&[u8]),
 ) -> bool {
-    if frame.pkttype == libc::PACKET_OUTGOING {
+    if at.pkttype == libc::PACKET_OUTGOING {
         bump(ring_stats, |s| s.outgoing_skipped += 1);
-        false
-    } else if frame.truncated() {
+        return false;
+    }
+    if at.len < at.wire_len {
         bump(ring_stats, |s| s.truncated += 1);
         stats.rx_dropped += 1;
-        false
-    } else {
-        sink(frame.data);
-        stats.rx_frames += 1;
-        stats.rx_bytes += frame.data.len() as u64;
-        true
+        return false;
     }
+    if vnet {
+        // The parsers checked `start..start + len`; the header lies just before it.
+        let hdr = at
+            .start
+            .checked_sub(VNET_HDR_LEN)
+            .and_then(|h| area.get(h..at.start))
+            .map(|b| VnetHdr::parse(b.try_into().expect("10 bytes")));
+        let frame = &mut area[at.start..at.start + at.len];
+        let verdict = match hdr {
+            Some(h) => {
+                let v = h.prepare_rx(frame);
+                if v == RxVerdict::Deliver {
+                    bump(ring_stats, |s| {
+                        s.gso_frames += h.is_gso() as u64;
+                        s.csum_completed += (h.flags & vnet::F_NEEDS_CSUM != 0) as u64;
+                    });
+                }
+                v
+            }
+            None => RxVerdict::Malformed,
+        };
+        if verdict != RxVerdict::Deliver {
+            bump(ring_stats, |s| s.vnet_refused += 1);
+            stats.rx_dropped += 1;
+            return false;
+        }
+    }
+    let frame = &area[at.start..at.start + at.len];
+    sink(frame);
+    stats.rx_frames += 1;
+    stats.rx_bytes += frame.len() as u64;
+    true
 }
 
 impl Nic for RingNic {
@@ -546,7 +738,12 @@ impl Nic for RingNic {
             self.stats.tx_dropped += 1;
         }
         let slot = self.map.tx_slot(frame).expect("checked free above");
-        let len = fill(&mut slot[..max]);
+        // With vnet headers the frame follows an all-zero `virtio_net_hdr` (no GSO, checksums
+        // complete: what the stack emits).
+        let hdr_len = if self.vnet { VNET_HDR_LEN } else { 0 };
+        let (hdr, data) = slot.split_at_mut(hdr_len);
+        hdr.fill(0);
+        let len = fill(&mut data[..max]);
         if len == 0 {
             return Ok(0);
         }
@@ -554,7 +751,7 @@ impl Nic for RingNic {
             self.stats.tx_dropped += 1;
             return Err(NicError::TooLarge { len, max });
         }
-        self.map.tx_submit(frame, len);
+        self.map.tx_submit(frame, hdr_len + len);
         self.tx_head = (frame + 1) % self.tx_frames;
         self.tx_pending += 1;
         self.stats.tx_frames += 1;
@@ -656,7 +853,8 @@ pub(crate) enum BlockError {
     BadNextOffset,
 }
 
-/// One frame found in a block.
+/// One frame found in a block (the tests' view of a [`FrameAt`]).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RxFrame<'a> {
     /// The captured bytes (`tp_snaplen` from `tp_mac`).
@@ -667,10 +865,36 @@ pub(crate) struct RxFrame<'a> {
     pub pkttype: u8,
 }
 
+#[cfg(test)]
 impl RxFrame<'_> {
     /// Whether the ring kept fewer bytes than the frame had.
     pub fn truncated(&self) -> bool {
         self.data.len() < self.wire_len
+    }
+}
+
+/// Where one frame lies in a block or slot (as plain offsets, so that the frame can then be
+/// borrowed mutably: `area[start..start + len]`, checked to be inside by the parser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameAt {
+    /// Offset of the frame's first byte (`tp_mac` from its header).
+    pub start: usize,
+    /// Captured bytes (`tp_snaplen`).
+    pub len: usize,
+    /// The frame's length on the wire (`tp_len`).
+    pub wire_len: usize,
+    /// `sll_pkttype`.
+    pub pkttype: u8,
+}
+
+impl FrameAt {
+    #[cfg(test)]
+    fn frame<'a>(&self, area: &'a [u8]) -> RxFrame<'a> {
+        RxFrame {
+            data: &area[self.start..self.start + self.len],
+            wire_len: self.wire_len,
+            pkttype: self.pkttype,
+        }
     }
 }
 
@@ -719,7 +943,13 @@ impl BlockCursor {
     }
 
     /// The next frame; None once all were walked. After an error the walk is finished.
+    #[cfg(test)]
     pub fn next_frame<'a>(&mut self, block: &'a [u8]) -> Option<Result<RxFrame<'a>, BlockError>> {
+        Some(self.next_frame_at(block)?.map(|at| at.frame(block)))
+    }
+
+    /// Like [`BlockCursor::next_frame`], returning where the frame lies.
+    pub fn next_frame_at(&mut self, block: &[u8]) -> Option<Result<FrameAt, BlockError>> {
         if self.remaining == 0 {
             return None;
         }
@@ -748,7 +978,7 @@ impl BlockCursor {
         }
     }
 
-    fn parse_frame<'a>(&self, block: &'a [u8]) -> Result<(RxFrame<'a>, usize), BlockError> {
+    fn parse_frame(&self, block: &[u8]) -> Result<(FrameAt, usize), BlockError> {
         let at = self.offset;
         if at
             .checked_add(SLL_PKTTYPE_OFFSET + 1)
@@ -762,12 +992,13 @@ impl BlockCursor {
         let mac = read_u16(block, at + TP_MAC_OFFSET)? as usize;
         let pkttype = block[at + SLL_PKTTYPE_OFFSET];
         let start = at + mac;
-        let data = block
+        block
             .get(start..start + snaplen)
             .ok_or(BlockError::OutOfBounds)?;
         Ok((
-            RxFrame {
-                data,
+            FrameAt {
+                start,
+                len: snaplen,
                 wire_len,
                 pkttype,
             },
@@ -793,7 +1024,13 @@ const V2_RX_MAC_OFFSET: usize = 66;
 
 /// Parses the user-owned TPACKET_V2 RX slot `slot` (`tpacket2_hdr`, `sockaddr_ll`, data at
 /// `tp_mac`). Never panics on malformed input.
+#[cfg(test)]
 pub(crate) fn parse_v2_frame(slot: &[u8]) -> Result<RxFrame<'_>, BlockError> {
+    parse_v2_frame_at(slot).map(|at| at.frame(slot))
+}
+
+/// Like [`parse_v2_frame`], returning where the frame lies in the slot.
+pub(crate) fn parse_v2_frame_at(slot: &[u8]) -> Result<FrameAt, BlockError> {
     if slot.len() <= SLL2_PKTTYPE_OFFSET {
         return Err(BlockError::OutOfBounds);
     }
@@ -804,12 +1041,12 @@ pub(crate) fn parse_v2_frame(slot: &[u8]) -> Result<RxFrame<'_>, BlockError> {
         // The data would overlap the headers.
         return Err(BlockError::OutOfBounds);
     }
-    let data = mac
-        .checked_add(snaplen)
+    mac.checked_add(snaplen)
         .and_then(|end| slot.get(mac..end))
         .ok_or(BlockError::OutOfBounds)?;
-    Ok(RxFrame {
-        data,
+    Ok(FrameAt {
+        start: mac,
+        len: snaplen,
         wire_len,
         pkttype: slot[SLL2_PKTTYPE_OFFSET],
     })
@@ -828,6 +1065,45 @@ pub(crate) fn next_v2_frame(frame: usize, frames: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometry_locates_frames_by_address() {
+        let mem = vec![0u8; 4 * 4096 + 4 * 2048];
+        let g = |version| RingGeometry {
+            base: mem.as_ptr() as usize,
+            version,
+            rx_len: 4 * 4096,
+            rx_block_size: 4096,
+            rx_frame_size: 2048,
+            tx_frame_size: 2048,
+            tx_len: 4 * 2048,
+        };
+        let v3 = g(RingVersion::V3);
+        assert_eq!(
+            v3.locate(&mem[2 * 4096 + 0x50..][..60]),
+            Some(RingPosition::RxBlock {
+                block: 2,
+                offset: 0x50
+            })
+        );
+        assert_eq!(
+            g(RingVersion::V2).locate(&mem[3 * 2048 + 66..][..60]),
+            Some(RingPosition::RxSlot { slot: 3 })
+        );
+        assert_eq!(
+            v3.locate(&mem[4 * 4096 + 2048 + 48..][..60]),
+            Some(RingPosition::TxSlot { slot: 1 })
+        );
+        assert_eq!(v3.locate(&[0u8; 60]), None, "a frame outside the rings");
+        assert_eq!(
+            RingPosition::RxBlock {
+                block: 2,
+                offset: 0x50
+            }
+            .to_string(),
+            "ring rx block 2 +0x50"
+        );
+    }
 
     /// Builds a block like the kernel does: `tpacket_block_desc` (48 bytes), then frames of
     /// `tpacket3_hdr` + `sockaddr_ll`, the data at `tp_mac` = `TPACKET_ALIGN(TPACKET3_HDRLEN)`
@@ -875,6 +1151,98 @@ mod tests {
         }
         assert!(c.is_done());
         out
+    }
+
+    #[test]
+    fn vnet_frames_get_their_partial_checksum_completed_or_are_refused() {
+        // Three 60-byte frames (the "TCP" area from byte 14, its checksum field at 14 + 16),
+        // each after a virtio_net_hdr: NEEDS_CSUM, UDP_L4 GSO (refused), checksum field out of
+        // the frame (refused).
+        let data: Vec<u8> = (0..60u8).map(|i| i.wrapping_mul(37)).collect();
+        let mut b = block(&[(&data, 60, 0), (&data, 60, 0), (&data, 60, 0)], 4096);
+        let hdrs = [
+            VnetHdr {
+                flags: vnet::F_NEEDS_CSUM,
+                csum_start: 14,
+                csum_offset: 16,
+                ..VnetHdr::default()
+            },
+            VnetHdr {
+                gso_type: vnet::GSO_UDP_L4,
+                ..VnetHdr::default()
+            },
+            VnetHdr {
+                flags: vnet::F_NEEDS_CSUM,
+                csum_start: 14,
+                csum_offset: 45,
+                ..VnetHdr::default()
+            },
+        ];
+        let mut cursor = BlockCursor::new(&b).unwrap();
+        let mut ats = Vec::new();
+        while let Some(at) = cursor.next_frame_at(&b) {
+            ats.push(at.unwrap());
+        }
+        assert_eq!(ats.len(), 3);
+        for (at, h) in ats.iter().zip(&hdrs) {
+            h.emit(
+                (&mut b[at.start - VNET_HDR_LEN..at.start])
+                    .try_into()
+                    .unwrap(),
+            );
+        }
+        let (mut stats, ring_stats) = (NicStats::default(), Cell::new(RingStats::default()));
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        for at in &ats {
+            deliver(&mut b, *at, true, &mut stats, &ring_stats, &mut |f| {
+                got.push(f.to_vec())
+            });
+        }
+        assert_eq!(got.len(), 1);
+        assert_ne!(
+            got[0][30..32],
+            data[30..32],
+            "the checksum field was rewritten"
+        );
+        // The field held the pseudo-header sum: with it, the completed area verifies.
+        let pseudo_and_area = [&data[30..32], &got[0][14..]].concat();
+        assert_eq!(
+            vnet::checksum(&pseudo_and_area),
+            0,
+            "the completed area verifies"
+        );
+        assert_eq!(got[0][..30], data[..30]);
+        assert_eq!(got[0][32..], data[32..]);
+        let rs = ring_stats.get();
+        assert_eq!(
+            (rs.csum_completed, rs.vnet_refused, rs.gso_frames),
+            (1, 2, 0)
+        );
+        assert_eq!((stats.rx_frames, stats.rx_dropped), (1, 2));
+        // Without vnet the same bytes pass untouched.
+        let mut plain = block(&[(&data, 60, 0)], 4096);
+        let at = BlockCursor::new(&plain)
+            .unwrap()
+            .next_frame_at(&plain)
+            .unwrap()
+            .unwrap();
+        let mut seen = Vec::new();
+        deliver(&mut plain, at, false, &mut stats, &ring_stats, &mut |f| {
+            seen = f.to_vec()
+        });
+        assert_eq!(seen, data);
+    }
+
+    #[test]
+    fn vnet_config_sizes_v2_slots_for_64k_frames() {
+        let c = RingConfig::with_vnet_hdr(RingVersion::V2);
+        assert!(c.vnet_hdr);
+        c.validate().unwrap();
+        assert!(c.frame_size - V2_RX_MAC_OFFSET - VNET_HDR_LEN >= 65_535 + 14);
+        assert_eq!(c.block_size % c.frame_size, 0);
+        let c3 = RingConfig::with_vnet_hdr(RingVersion::V3);
+        c3.validate().unwrap();
+        assert!(c3.block_size >= 65_535 + 14 + 256);
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl TapNic {
                 mtu: facts.mtu,
                 mac: None,
                 max_frame,
+                max_rx_frame: max_frame,
             },
             iface,
             rx_buf: vec![0; RX_BUFFER],

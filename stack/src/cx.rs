@@ -41,8 +41,25 @@ impl Cx<'_> {
     }
 
     /// Records a trace event (the summary is only built when tracing is on).
-    #[inline]
+    #[inline(always)]
     pub fn trace(
+        &mut self,
+        direction: Direction,
+        layer: Layer,
+        verdict: Verdict,
+        len: usize,
+        copied: usize,
+        summary: impl FnOnce() -> String,
+    ) {
+        // Tracing off (the fast path): one load and a branch, nothing built or moved.
+        if self.tracer.enabled() {
+            self.trace_enabled(direction, layer, verdict, len, copied, summary);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_enabled(
         &mut self,
         direction: Direction,
         layer: Layer,

@@ -429,3 +429,63 @@ fn set_impairment_changes_later_frames() {
     assert_eq!(recv_all(&mut b, t(0)), vec![b"here".to_vec()]);
     assert_eq!(a.stats().lost, 1);
 }
+
+#[test]
+fn clean_frames_skip_their_draws_but_not_their_place_in_the_stream() {
+    // Link x is clean for 50 frames (no draws), link y has a negligible loss (every frame
+    // draws); both then switch to 50% loss with duplication and reordering. The later frames
+    // must meet the same fate on both: skipping advanced the PRNG exactly as drawing did.
+    let run = |first: Impairment| {
+        let (mut a, mut b) = MemoryLink::pair(LinkConfig {
+            seed: 11,
+            ..LinkConfig::default()
+        });
+        a.set_impairment(first);
+        for i in 0..50 {
+            a.send(t(0), &frame(i, 64)).unwrap();
+        }
+        let early: Vec<u32> = recv_all(&mut b, t(0)).iter().map(|f| index_of(f)).collect();
+        a.set_impairment("loss=50%,dup=30%,reorder=30%".parse().unwrap());
+        for i in 50..250 {
+            a.send(t(0), &frame(i, 64)).unwrap();
+        }
+        let late: Vec<u32> = recv_all(&mut b, t(10_000_000))
+            .iter()
+            .map(|f| index_of(f))
+            .collect();
+        (early, late)
+    };
+    let tiny = Impairment {
+        loss: 1e-12,
+        ..Impairment::none()
+    };
+    assert!(!tiny.is_none());
+    let (early_x, late_x) = run(Impairment::none());
+    let (early_y, late_y) = run(tiny);
+    assert_eq!(early_x, (0..50).collect::<Vec<_>>());
+    assert_eq!(early_y, early_x);
+    assert!(late_x.len() > 60 && late_x.len() < 200, "{}", late_x.len());
+    assert_eq!(late_x, late_y);
+}
+
+#[test]
+fn in_flight_queue_pops_in_delivery_order_across_fifo_and_heap() {
+    let mut q = InFlightQueue::default();
+    let f = |at: i64, seq: u64| InFlight {
+        at: t(at),
+        seq,
+        len: 0,
+        buf: Vec::new(),
+    };
+    // In order, then one that must overtake (heap), then in order again.
+    for (at, seq) in [(10, 1), (20, 2), (15, 3), (30, 4), (30, 5), (5, 6)] {
+        q.push(f(at, seq));
+    }
+    assert_eq!(q.len(), 6);
+    let mut order = Vec::new();
+    while let Some(x) = q.pop() {
+        order.push(x.seq);
+    }
+    assert_eq!(order, [6, 1, 3, 2, 4, 5]);
+    assert!(q.is_empty());
+}

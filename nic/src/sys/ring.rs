@@ -135,6 +135,12 @@ impl RingMap {
         Ok(RingMap { map, layout })
     }
 
+    /// The address the rings are mapped at, and their layout: lets safe code tell which RX
+    /// block or slot, or which TX slot, a lent frame lies in by comparing addresses (tracing).
+    pub fn geometry(&self) -> (usize, RingLayout) {
+        (self.map.as_ptr() as usize, self.layout)
+    }
+
     /// The status word at `offset` of the mapping.
     fn status(&self, offset: usize) -> &AtomicU32 {
         assert!(offset.is_multiple_of(4) && offset + 4 <= self.layout.len());
@@ -188,6 +194,26 @@ impl RingMap {
         })
     }
 
+    /// Like [`RingMap::rx_frame`], writable: a backend may finish a frame in place (complete a
+    /// partial checksum) before lending it. TPACKET_V2 only.
+    pub fn rx_frame_mut(&mut self, frame: usize) -> Option<&mut [u8]> {
+        let offset = self.rx_frame_offset(frame);
+        let status = self
+            .status(offset + TP2_STATUS_OFFSET)
+            .load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: as in `rx_frame`; the kernel does not touch a user-owned slot, and `&mut
+        // self` makes this the only borrow of the mapping.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.as_mut_ptr().add(offset),
+                self.layout.rx_frame_size,
+            )
+        })
+    }
+
     /// Hands RX frame `frame` back to the kernel (`TP_STATUS_KERNEL`, Release). TPACKET_V2
     /// only.
     pub fn release_rx_frame(&mut self, frame: usize) {
@@ -217,6 +243,26 @@ impl RingMap {
         // `self` lives.
         Some(unsafe {
             std::slice::from_raw_parts(self.map.as_ptr().add(offset), self.layout.rx_block_size)
+        })
+    }
+
+    /// Like [`RingMap::rx_block`], writable: a backend may finish frames in place (complete
+    /// partial checksums) before lending them.
+    pub fn rx_block_mut(&mut self, block: usize) -> Option<&mut [u8]> {
+        let offset = self.rx_block_offset(block);
+        let status = self
+            .status(offset + BLOCK_STATUS_OFFSET)
+            .load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: as in `rx_block`; the kernel does not touch a user-owned block, and `&mut
+        // self` makes this the only borrow of the mapping.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.as_mut_ptr().add(offset),
+                self.layout.rx_block_size,
+            )
         })
     }
 

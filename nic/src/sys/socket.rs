@@ -217,6 +217,12 @@ impl PacketSocket {
         )
     }
 
+    /// `PACKET_VNET_HDR`: every frame of both rings is preceded by a 10-byte `virtio_net_hdr`
+    /// (GSO and partial-checksum metadata). Must be set before the rings.
+    pub fn set_vnet_hdr(&self) -> io::Result<()> {
+        self.setsockopt(libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1 as &libc::c_int)
+    }
+
     /// `PACKET_QDISC_BYPASS`: transmit straight to the driver, skipping the qdisc layer.
     pub fn set_qdisc_bypass(&self) -> io::Result<()> {
         self.setsockopt(
