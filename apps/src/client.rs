@@ -8,11 +8,167 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use ringstack_stack::tcp::State;
 use ringstack_stack::{Duration, Instant, TcpError};
 
 use crate::netopts::NetOpts;
 use crate::runtime::Runtime;
+
+/// `--progress` / `--no-progress`: a progress bar on standard error for long transfers — by
+/// default only when standard error is a terminal, so scripts and logs get no bar noise.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProgressOpts {
+    /// Show a progress bar on standard error even when it is not a terminal.
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show a progress bar (default: shown when standard error is a terminal).
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+}
+
+impl ProgressOpts {
+    /// Whether to draw a bar, given whether standard error is a terminal.
+    pub fn wanted(&self, stderr_is_terminal: bool) -> bool {
+        !self.no_progress && (self.progress || stderr_is_terminal)
+    }
+
+    /// A progress bar for a transfer of `total` bytes (unknown: a spinner and a byte count),
+    /// labelled `what` — hidden unless [`ProgressOpts::wanted`].
+    pub fn bar(&self, total: Option<u64>, what: &str) -> Progress {
+        match total {
+            Some(n) => self.make(BYTES_BAR, Some(n), what),
+            None => self.make(BYTES_SPINNER, None, what),
+        }
+    }
+
+    /// A progress bar for a transfer that lasts `secs` seconds; [`Progress::set_note`] tells
+    /// what moved so far.
+    pub fn timed(&self, secs: u64, what: &str) -> Progress {
+        self.make(TIMED_BAR, Some(secs.max(1) * 1000), what)
+    }
+
+    fn make(&self, template: &str, len: Option<u64>, what: &str) -> Progress {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        if !self.wanted(tty) {
+            return Progress(None);
+        }
+        let pb = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        pb.set_style(style(template));
+        // Forced on a non-terminal (a log, `script`): draw anyway, a few times a second.
+        if !tty {
+            pb.set_draw_target(ProgressDrawTarget::term_like_with_hz(
+                Box::new(PlainStderr),
+                4,
+            ));
+        }
+        pb.set_message(what.to_string());
+        Progress(Some(pb))
+    }
+}
+
+const BYTES_BAR: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
+const BYTES_SPINNER: &str = "{msg} {spinner} {bytes} {binary_bytes_per_sec}";
+const TIMED_BAR: &str = "{msg} [{bar:30}] {elapsed} {prefix}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid progress template")
+        .progress_chars("=> ")
+}
+
+/// A progress bar, or nothing (not wanted).
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// No bar.
+    pub fn none() -> Self {
+        Progress(None)
+    }
+
+    /// Sets the total bytes, once known (a spinner becomes a bar).
+    pub fn set_length(&self, n: u64) {
+        if let Some(pb) = &self.0 {
+            if pb.length() != Some(n) {
+                pb.set_length(n);
+                pb.set_style(style(BYTES_BAR));
+            }
+        }
+    }
+
+    /// Sets the note after a timed bar (e.g. bytes moved and the rate).
+    pub fn set_note(&self, note: impl Into<std::borrow::Cow<'static, str>>) {
+        if let Some(pb) = &self.0 {
+            pb.set_prefix(note);
+        }
+    }
+
+    /// Sets how far the transfer is.
+    pub fn set_position(&self, n: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(n);
+        }
+    }
+
+    /// Runs `f` (which prints) with the bar out of the way.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.0 {
+            Some(pb) => pb.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Removes the bar (once: later calls do nothing).
+    pub fn finish(&self) {
+        if let Some(pb) = self.0.as_ref().filter(|pb| !pb.is_finished()) {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Standard error as a terminal, for `--progress` when it is not one (ANSI cursor moves).
+#[derive(Debug)]
+struct PlainStderr;
+
+impl TermLike for PlainStderr {
+    fn width(&self) -> u16 {
+        100
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}A"))
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}B"))
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}C"))
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}D"))
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        writeln!(std::io::stderr(), "{s}")
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        write!(std::io::stderr(), "{s}")
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write_str("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Options of `ringstack get`.
 #[derive(Args, Debug, Clone)]
@@ -27,6 +183,8 @@ pub struct GetArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub progress: ProgressOpts,
 }
 
 /// Options of `ringstack send`.
@@ -41,6 +199,8 @@ pub struct SendArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub progress: ProgressOpts,
 }
 
 fn parse_url(url: &str) -> Result<(SocketAddrV4, String)> {
@@ -97,6 +257,7 @@ pub fn get(args: &GetArgs) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = false;
     let mut error: Option<anyhow::Error> = None;
+    let progress = args.progress.bar(None, &format!("GET {path}"));
     rt.run(|now: Instant, stack| {
         if now > deadline {
             error = Some(anyhow::anyhow!("timed out after {} s", args.timeout));
@@ -134,10 +295,13 @@ pub fn get(args: &GetArgs) -> Result<()> {
             }
         }
         if let Some(Some(len)) = expected {
+            progress.set_length(len);
             done |= body_len >= len;
         }
+        progress.set_position(body_len);
         Ok(!done)
     })?;
+    progress.finish();
     let now = rt.now();
     let _ = rt.stack().tcp_close(now, conn);
     out.flush()?;
@@ -161,9 +325,13 @@ pub fn get(args: &GetArgs) -> Result<()> {
 
 /// `ringstack send`.
 pub fn send(args: &SendArgs) -> Result<()> {
-    let mut input: Box<dyn Read> = match &args.file {
-        Some(p) => Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?),
-        None => Box::new(std::io::stdin().lock()),
+    let (mut input, size): (Box<dyn Read>, Option<u64>) = match &args.file {
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            (Box::new(f), size)
+        }
+        None => (Box::new(std::io::stdin().lock()), None),
     };
     let config = args.net.config()?;
     let mut rt = Runtime::new(args.net.open_nic()?, config)?;
@@ -174,6 +342,7 @@ pub fn send(args: &SendArgs) -> Result<()> {
     let mut chunk = vec![0u8; 256 * 1024];
     let (mut start, mut end, mut total, mut input_done, mut shut) = (0, 0, 0u64, false, false);
     let mut drain = vec![0u8; 4096];
+    let progress = args.progress.bar(size, &format!("send to {}", args.target));
     rt.run(|now, stack| {
         if now > deadline {
             bail!("timed out after {} s ({total} bytes sent)", args.timeout);
@@ -209,6 +378,7 @@ pub fn send(args: &SendArgs) -> Result<()> {
                 Err(e) => bail!("closing: {e}"),
             }
         }
+        progress.set_position(total);
         // Our FIN acknowledged means every byte was.
         let state = stack.tcp().state(conn);
         let finished = shut
@@ -218,6 +388,7 @@ pub fn send(args: &SendArgs) -> Result<()> {
             );
         Ok(!finished)
     })?;
+    progress.finish();
     if rt.stopped() {
         bail!("interrupted after {total} bytes");
     }
@@ -242,6 +413,23 @@ mod tests {
         assert_eq!(parse_url("http://198.18.0.1").unwrap().1, "/");
         assert!(parse_url("https://198.18.0.1/").is_err());
         assert!(parse_url("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn progress_only_on_a_terminal_unless_told() {
+        let auto = ProgressOpts::default();
+        assert!(auto.wanted(true));
+        assert!(!auto.wanted(false), "no bar in a pipe or a log");
+        let on = ProgressOpts {
+            progress: true,
+            no_progress: false,
+        };
+        assert!(on.wanted(false));
+        let off = ProgressOpts {
+            progress: false,
+            no_progress: true,
+        };
+        assert!(!off.wanted(true));
     }
 
     #[test]

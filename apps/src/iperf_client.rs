@@ -10,6 +10,7 @@ use clap::Args;
 use ringstack_stack::{Duration, Instant, Stack, TcpError, TcpHandle};
 use serde_json::{json, Value};
 
+use crate::client::{Progress, ProgressOpts};
 use crate::netopts::NetOpts;
 use crate::runtime::Runtime;
 use crate::services::flush;
@@ -56,6 +57,8 @@ pub struct IperfArgs {
     /// Give up when nothing has moved for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub stall_timeout: u64,
+    #[command(flatten)]
+    pub progress: ProgressOpts,
 }
 
 /// Parses `20M`, `128K`, `1G`, `1000` (iperf3's `unit_atoi`: suffixes are powers of 1024).
@@ -193,6 +196,8 @@ struct Test {
     buf: Vec<u8>,
     text: bool,
     congestion: Option<String>,
+    /// The progress bar (on standard error, when wanted).
+    progress: Progress,
 }
 
 impl Test {
@@ -308,30 +313,32 @@ impl Test {
             s.interval_bytes = 0;
         }
         if self.text {
-            if self.intervals.is_empty() {
-                println!("[ ID] Interval           Transfer     Bitrate");
-            }
-            let secs = iv.end - iv.start;
-            for (s, b) in self.streams.iter().zip(&iv.bytes) {
-                println!(
-                    "[{:>3}] {:6.2}-{:<6.2} sec  {}  {}",
-                    s.id,
-                    iv.start,
-                    iv.end,
-                    fmt_bytes(*b),
-                    fmt_rate(rate(*b, secs))
-                );
-            }
-            if self.streams.len() > 1 {
-                let sum: u64 = iv.bytes.iter().sum();
-                println!(
-                    "[SUM] {:6.2}-{:<6.2} sec  {}  {}",
-                    iv.start,
-                    iv.end,
-                    fmt_bytes(sum),
-                    fmt_rate(rate(sum, secs))
-                );
-            }
+            self.progress.suspend(|| {
+                if self.intervals.is_empty() {
+                    println!("[ ID] Interval           Transfer     Bitrate");
+                }
+                let secs = iv.end - iv.start;
+                for (s, b) in self.streams.iter().zip(&iv.bytes) {
+                    println!(
+                        "[{:>3}] {:6.2}-{:<6.2} sec  {}  {}",
+                        s.id,
+                        iv.start,
+                        iv.end,
+                        fmt_bytes(*b),
+                        fmt_rate(rate(*b, secs))
+                    );
+                }
+                if self.streams.len() > 1 {
+                    let sum: u64 = iv.bytes.iter().sum();
+                    println!(
+                        "[SUM] {:6.2}-{:<6.2} sec  {}  {}",
+                        iv.start,
+                        iv.end,
+                        fmt_bytes(sum),
+                        fmt_rate(rate(sum, secs))
+                    );
+                }
+            });
         }
         self.intervals.push(iv);
         self.interval_start = Some(now);
@@ -494,12 +501,14 @@ impl Test {
                         if s.cookie_sent == COOKIE_SIZE && self.text {
                             let local = s.local.map_or("?".to_string(), |a| a.to_string());
                             let (ip, port) = local.rsplit_once(':').unwrap_or((&local, "?"));
-                            println!(
-                                "[{:>3}] local {ip} port {port} connected to {} port {}",
-                                s.id,
-                                self.server.ip(),
-                                self.server.port()
-                            );
+                            self.progress.suspend(|| {
+                                println!(
+                                    "[{:>3}] local {ip} port {port} connected to {} port {}",
+                                    s.id,
+                                    self.server.ip(),
+                                    self.server.port()
+                                )
+                            });
                         }
                     }
                     Err(TcpError::WouldBlock) => {}
@@ -510,6 +519,7 @@ impl Test {
 
         // Data.
         progress |= self.pump(now, stack)?;
+        self.show_progress(now);
         if self.running && self.end.is_none() {
             if let (Some(iv), Some(from)) = (self.interval, self.interval_start) {
                 if now - from >= iv {
@@ -544,6 +554,25 @@ impl Test {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Moves the progress bar: bytes so far against `-n`, or seconds against `-t`.
+    fn show_progress(&self, now: Instant) {
+        let Some(start) = self.start else {
+            return;
+        };
+        let bytes = self.sent_total.max(self.received_total);
+        if self.params.byte_limit().is_some() {
+            self.progress.set_position(bytes);
+        } else {
+            let elapsed = secs(start, self.end.unwrap_or(now));
+            self.progress.set_position((elapsed * 1000.0) as u64);
+            self.progress.set_note(format!(
+                "{}  {}",
+                fmt_bytes(bytes),
+                fmt_rate(rate(bytes, elapsed))
+            ));
+        }
     }
 
     /// Per stream: (sender bytes, sender seconds, receiver bytes, receiver seconds, retransmits).
@@ -805,9 +834,17 @@ pub fn run(args: &IperfArgs) -> Result<()> {
         buf: vec![0; 256 * 1024],
         text: !args.json,
         congestion: None,
+        progress: Progress::none(),
+    };
+    test.progress = match test.params.byte_limit() {
+        Some(n) => args.progress.bar(Some(n), "iperf"),
+        None => args
+            .progress
+            .timed(test.params.time + test.params.omit, "iperf"),
     };
     let stall = Duration::from_secs(args.stall_timeout.max(1));
     let result = rt.run(|now, stack| test.step(now, stack, stall));
+    test.progress.finish();
     if let Err(e) = result {
         if args.json {
             let mut j = if test.start.is_some() {

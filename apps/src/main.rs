@@ -11,11 +11,16 @@ mod demo;
 mod experiment;
 mod iperf_client;
 mod labcmd;
+mod limits;
 mod netopts;
+mod privilege;
 mod render;
 mod runtime;
 mod serve;
-mod services;
+
+// The services, the I/O models and the control socket live in the library (shared with the
+// tests); `crate::services` keeps naming them for the modules of this binary.
+use ringstack::{models, services};
 
 /// A userspace TCP/IP stack over raw NIC access — and a window into protocol layering.
 #[derive(Parser, Debug)]
@@ -27,6 +32,8 @@ mod services;
   ringstack trace --json | jq .
   sudo ringstack lab                          a private namespace with ringstack on a veth
   ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site
+  ringstack serve --nic ring:veth1 --model reactor --control /run/ringstack.sock
+  ringstack stats --control /run/ringstack.sock --json
   ringstack get --nic ring:veth1 http://198.18.0.1:8000/file -o file
   ringstack send --nic tap:rstap0 198.18.0.1:9000 big.bin")]
 struct Cli {
@@ -51,10 +58,20 @@ enum Command {
     /// Run the stack on a NIC with echo (TCP/UDP 7), discard (TCP 9), HTTP (TCP 80) and an
     /// iperf3-compatible server (TCP 5201) until SIGINT/SIGTERM. Prints a line containing
     /// `ready` once listening, and its counters on exit.
-    #[command(
-        after_help = "Examples:\n  ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site\n  ringstack serve --nic tap:rstap0 --services echo,http --impair loss=5%,seed=3 --stats-interval 5"
-    )]
+    #[command(after_help = "Examples:
+  ringstack serve --nic ring:veth1 --addr 198.18.0.2/24 --http-root ./site
+  ringstack serve --nic tap:rstap0 --services echo,http --impair loss=5%,seed=3 --stats-interval 5
+  ringstack serve --nic ring:veth1 --model reactor --workers 2 --max-clients 500
+  ringstack serve --nic ring:veth1 --model proactor --idle-timeout 10
+  ringstack serve --nic ring:veth1 --model threads --control /run/ringstack.sock
+Models (same services, different I/O style): direct (default), reactor, proactor, threads.")]
     Serve(serve::ServeArgs),
+    /// Ask a running `serve --control PATH` for its counters (every layer, with drop reasons),
+    /// its services' counters and its connection table (like `nstat` + `ss -ti`).
+    #[command(after_help = "Examples:
+  ringstack stats --control /run/ringstack.sock
+  ringstack stats --control /run/ringstack.sock --json | jq '.layers.tcp.drops'")]
+    Stats(serve::StatsArgs),
     /// Fetch a URL over HTTP/1.1 with the stack on a NIC.
     #[command(
         after_help = "Example:\n  ringstack get --nic ring:veth1 --addr 198.18.0.2/24 http://198.18.0.1:8000/big.bin -o big.bin"
@@ -109,6 +126,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Trace(args) => demo::trace(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Stats(args) => serve::stats(&args),
         Command::Get(args) => client::get(&args),
         Command::Send(args) => client::send(&args),
         Command::Lab(args) => labcmd::run(&args),

@@ -1,16 +1,21 @@
 //! The options every networked subcommand shares (`--nic`, `--addr`, `--gateway`, `--mac`,
-//! `--pcap`), and opening the NIC they name.
+//! `--pcap`, `--impair`, `--trace`…), and opening the NIC they name.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ringstack_nic::ring::RingGeometry;
 use ringstack_nic::{
-    ImpairNic, Impairment, Nic, PcapNic, PnetNic, RingConfig, RingNic, RingVersion, TapNic,
+    ImpairNic, Impairment, Nic, NicError, NicInfo, NicStats, PcapNic, PnetNic, RingConfig, RingNic,
+    RingVersion, TapNic,
 };
 use ringstack_stack::config::Mac;
 use ringstack_stack::Config;
+use ringstack_stack::Instant as NicInstant;
+
+use crate::render::TraceFilter;
 
 /// Where the stack runs and who it is.
 #[derive(Args, Debug, Clone)]
@@ -45,6 +50,11 @@ pub struct NetOpts {
     /// ring: send with PACKET_QDISC_BYPASS (skip the kernel's queueing discipline).
     #[arg(long)]
     pub qdisc_bypass: bool,
+    /// ring: PACKET_VNET_HDR: take 64 KiB GSO super-frames and partial checksums from the
+    /// kernel, so its offloads can stay on (RX slots sized for 64 KiB frames; see
+    /// `RingConfig::with_vnet_hdr`). Overrides --ring-block-size/--ring-blocks under version 2.
+    #[arg(long)]
+    pub ring_vnet_hdr: bool,
     /// Impair traffic both ways inside the NIC layer (this kernel has no netem), e.g.
     /// `loss=5%,dup=1%,reorder=2%,corrupt=0.5%,delay=1ms,seed=7`.
     #[arg(long)]
@@ -53,6 +63,95 @@ pub struct NetOpts {
     /// core).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Print the journey of every frame through the layers on standard error as it happens:
+    /// NIC ring block/slot, Ethernet, ARP/IPv4, TCP/UDP, socket buffer, application read, with
+    /// verdicts, drop reasons, copies and the stack's time per frame. FILTER is a comma-separated
+    /// list of `port=N`, `conn=IP:PORT`, `drops`, `json` (e.g. `--trace=port=80`); `--trace`
+    /// alone shows everything.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all"
+    )]
+    pub trace: Option<String>,
+}
+
+/// A NIC opened by [`NetOpts::open_nic`], with what `--trace` asked for. It is a [`Nic`]
+/// itself (forwarding to the one opened), so it can be handed to any driver; the real-time
+/// [`Runtime`](crate::runtime::Runtime) also honours `trace`.
+pub struct OpenedNic {
+    /// The NIC (wrapped in the impairment and pcap layers asked for).
+    pub nic: Box<dyn Nic + Send>,
+    /// `--trace`: which events to print, and where the ring lies to locate frames in it.
+    pub trace: Option<TraceRequest>,
+}
+
+impl Nic for OpenedNic {
+    fn info(&self) -> NicInfo {
+        self.nic.info()
+    }
+    fn receive(
+        &mut self,
+        now: NicInstant,
+        budget: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, NicError> {
+        self.nic.receive(now, budget, sink)
+    }
+    fn transmit(
+        &mut self,
+        now: NicInstant,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, NicError> {
+        self.nic.transmit(now, fill)
+    }
+    fn flush(&mut self, now: NicInstant) -> Result<(), NicError> {
+        self.nic.flush(now)
+    }
+    fn poll_at(&self) -> Option<NicInstant> {
+        self.nic.poll_at()
+    }
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.nic.wait_fd()
+    }
+    fn stats(&self) -> NicStats {
+        self.nic.stats()
+    }
+    fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
+        self.nic.wait_readable(timeout)
+    }
+}
+
+/// What `--trace` asked for.
+pub struct TraceRequest {
+    /// Which events to print, and how.
+    pub filter: TraceFilter,
+    /// The AF_PACKET ring's mapping (`--nic ring:…`), to name the block or slot of each frame.
+    pub geometry: Option<RingGeometry>,
+}
+
+/// Parses a `--trace` FILTER: `all`, or a comma-separated list of `port=N`, `conn=IP:PORT`,
+/// `drops`, `json`.
+pub fn parse_trace_filter(spec: &str) -> Result<TraceFilter> {
+    let mut f = TraceFilter::default();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            None if part == "all" => {}
+            None if part == "drops" => f.drops_only = true,
+            None if part == "json" => f.json = true,
+            Some(("port", v)) if v.parse::<u16>().is_ok() => f.port = v.parse().ok(),
+            Some(("conn", v)) if v.parse::<std::net::SocketAddrV4>().is_ok() => {
+                f.conn = v.parse().ok()
+            }
+            _ => crate::usage!(
+                "--trace={spec:?}: {part:?} is not a filter; use port=N, conn=IP:PORT, drops, json \
+                 (comma-separated), e.g. --trace=port=80"
+            ),
+        }
+    }
+    Ok(f)
 }
 
 fn parse_mac(s: &str) -> Result<Mac> {
@@ -71,8 +170,8 @@ fn parse_mac(s: &str) -> Result<Mac> {
 }
 
 impl NetOpts {
-    /// Opens the NIC (wrapped in a pcap writer if asked).
-    pub fn open_nic(&self) -> Result<Box<dyn Nic>> {
+    /// Opens the NIC (wrapped in a pcap writer if asked), and says what `--trace` asked for.
+    pub fn open_nic(&self) -> Result<OpenedNic> {
         // Check every argument before touching the device.
         let Some((kind, name)) = self.nic.split_once(':') else {
             crate::usage!("--nic {:?}: expected KIND:NAME, e.g. ring:veth1", self.nic);
@@ -90,37 +189,60 @@ impl NetOpts {
             },
             None => None,
         };
-        let nic: Box<dyn Nic> = match kind {
-            "ring" => Box::new(RingNic::with_config(
-                name,
-                RingConfig {
-                    block_size: self.ring_block_size,
-                    block_count: self.ring_blocks,
-                    qdisc_bypass: self.qdisc_bypass,
-                    version: if self.ring_version == 2 {
+        let filter = match &self.trace {
+            Some(spec) => Some(parse_trace_filter(spec)?),
+            None => None,
+        };
+        let mut geometry = None;
+        let nic: Box<dyn Nic + Send> = match kind {
+            "ring" => Box::new(
+                RingNic::with_config(name, {
+                    let version = if self.ring_version == 2 {
                         RingVersion::V2
                     } else {
                         RingVersion::V3
-                    },
-                    ..RingConfig::default()
-                },
-            )?),
+                    };
+                    let base = RingConfig {
+                        block_size: self.ring_block_size,
+                        block_count: self.ring_blocks,
+                        qdisc_bypass: self.qdisc_bypass,
+                        version,
+                        ..RingConfig::default()
+                    };
+                    match (self.ring_vnet_hdr, version) {
+                        (false, _) => base,
+                        (true, RingVersion::V2) => RingConfig {
+                            qdisc_bypass: self.qdisc_bypass,
+                            ..RingConfig::with_vnet_hdr(version)
+                        },
+                        (true, RingVersion::V3) => RingConfig {
+                            vnet_hdr: true,
+                            ..base
+                        },
+                    }
+                })
+                .inspect(|ring| geometry = Some(ring.geometry()))?,
+            ),
             "tap" => Box::new(TapNic::create(name)?),
             _ => Box::new(PnetNic::open(name)?),
         };
-        let nic: Box<dyn Nic> = match impairment {
+        let nic: Box<dyn Nic + Send> = match impairment {
             Some(imp) => {
                 let seed = imp.seed.unwrap_or(0);
                 Box::new(ImpairNic::new(nic, imp.clone(), imp, seed))
             }
             None => nic,
         };
-        Ok(match &self.pcap {
+        let nic = match &self.pcap {
             Some(path) => Box::new(
                 PcapNic::create(nic, path)
                     .with_context(|| format!("creating {}", path.display()))?,
             ),
             None => nic,
+        };
+        Ok(OpenedNic {
+            nic,
+            trace: filter.map(|filter| TraceRequest { filter, geometry }),
         })
     }
 
@@ -151,5 +273,25 @@ impl NetOpts {
         c.gateway = self.gateway;
         c.seed = std::process::id() as u64 ^ 0x7269_6e67;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_filters() {
+        let f = parse_trace_filter("all").unwrap();
+        assert!(f.port.is_none() && f.conn.is_none() && !f.drops_only && !f.json);
+        let f = parse_trace_filter("port=80, drops,json").unwrap();
+        assert_eq!(f.port, Some(80));
+        assert!(f.drops_only && f.json);
+        let f = parse_trace_filter("conn=198.18.0.1:5000").unwrap();
+        assert_eq!(f.conn, Some("198.18.0.1:5000".parse().unwrap()));
+        for bad in ["port=http", "conn=198.18.0.1", "verbose"] {
+            let e = parse_trace_filter(bad).unwrap_err();
+            assert!(e.downcast_ref::<crate::Usage>().is_some(), "{bad}: {e}");
+        }
     }
 }

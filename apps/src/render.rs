@@ -1,6 +1,16 @@
 //! Rendering for people: the journey of frames and nstat-like counters.
 
 use ringstack_stack::trace::{Direction, TraceEvent, Verdict};
+
+/// `println!` that ignores a closed standard output (`ringstack trace | head` ends quietly
+/// instead of panicking on the broken pipe).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+pub(crate) use out;
 use ringstack_stack::Stack;
 
 /// Which trace events to show (`ringstack trace`, `serve --trace`).
@@ -80,37 +90,37 @@ fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-/// Prints the trace events of several stacks that pass `filter`, merged in time order, each
-/// line prefixed by the stack's name. At most `limit` lines; says how many were left out.
-pub fn journey(stacks: &mut [(&str, &mut Stack)], filter: &TraceFilter, limit: usize) {
-    let mut events: Vec<(usize, TraceEvent)> = Vec::new();
-    for (i, (_, s)) in stacks.iter_mut().enumerate() {
-        events.extend(
-            s.tracer()
-                .drain()
+/// Prints the trace events of several hosts that pass `filter`, merged in time order, each line
+/// prefixed by the host's name. At most `limit` lines; says how many were left out.
+pub fn journey(hosts: &[(&str, Vec<TraceEvent>)], filter: &TraceFilter, limit: usize) {
+    let mut events: Vec<(usize, &TraceEvent)> = hosts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, evs))| {
+            evs.iter()
                 .filter(|e| filter.matches(e))
-                .map(|e| (i, e)),
-        );
-    }
-    // Stable: within one instant, keep each stack's own order.
-    events.sort_by_key(|(i, e)| (e.at, *i, e.frame));
+                .map(move |e| (i, e))
+        })
+        .collect();
+    // Stable: within one instant, each host's events stay in the order they happened.
+    events.sort_by_key(|(i, e)| (e.at, *i));
     let total = events.len();
     for (i, e) in events.iter().take(limit) {
-        println!("{}", filter.render(stacks[*i].0, e));
+        out!("{}", filter.render(hosts[*i].0, e));
     }
     if total > limit && !filter.json {
-        println!("  … {} more events not shown", total - limit);
+        out!("  … {} more events not shown", total - limit);
     }
 }
 
 /// Prints two stacks' counters side by side, nstat style (only non-zero rows).
 pub fn counters(a: (&str, &Stack), b: (&str, &Stack)) {
     use ringstack_stack::{Counter, DropReason};
-    println!("  {:<30}{:>12}{:>12}", "counter", a.0, b.0);
+    out!("  {:<30}{:>12}{:>12}", "counter", a.0, b.0);
     for &c in Counter::ALL {
         let (x, y) = (a.1.counters().get(c), b.1.counters().get(c));
         if x != 0 || y != 0 {
-            println!("  {:<30}{:>12}{:>12}", c.name(), x, y);
+            out!("  {:<30}{:>12}{:>12}", c.name(), x, y);
         }
     }
     let mut any = false;
@@ -118,10 +128,10 @@ pub fn counters(a: (&str, &Stack), b: (&str, &Stack)) {
         let (x, y) = (a.1.counters().drops(r), b.1.counters().drops(r));
         if x != 0 || y != 0 {
             if !any {
-                println!("  drops (reason):");
+                out!("  drops (reason):");
                 any = true;
             }
-            println!(
+            out!(
                 "  {:<30}{:>12}{:>12}   {}",
                 format!("Drop.{}", r.name()),
                 x,
@@ -131,6 +141,6 @@ pub fn counters(a: (&str, &Stack), b: (&str, &Stack)) {
         }
     }
     if !any {
-        println!("  no drops");
+        out!("  no drops");
     }
 }

@@ -12,7 +12,9 @@ fn ringstack(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_subcommand_help_has_an_example() {
-    for sub in ["demo", "trace", "serve", "get", "send", "iperf", "lab"] {
+    for sub in [
+        "demo", "trace", "serve", "stats", "get", "send", "iperf", "lab",
+    ] {
         let out = ringstack(&[sub, "--help"]);
         assert!(out.status.success(), "{sub} --help failed");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -36,6 +38,28 @@ fn bad_arguments_are_one_line_and_exit_2() {
         &["serve", "--nic", "ring:x", "--mac", "zz"],
         &["serve", "--nic", "ring:x", "--impair", "loss=200%"],
         &["demo", "--impair", "nonsense"],
+        &["serve", "--nic", "ring:x", "--model", "bogus"],
+        &["serve", "--nic", "ring:x", "--workers", "2"],
+        &[
+            "serve",
+            "--nic",
+            "ring:x",
+            "--model",
+            "reactor",
+            "--workers",
+            "x",
+        ],
+        &["serve", "--nic", "ring:x", "--max-clients", "0"],
+        &["serve", "--nic", "ring:x", "--idle-timeout", "-1"],
+        &["serve", "--nic", "ring:x", "--services", "echo,gopher"],
+        &[
+            "serve",
+            "--nic",
+            "ring:x",
+            "--model",
+            "threads",
+            "--busy-poll",
+        ],
         &["bogus"],
     ] {
         let out = ringstack(args);
@@ -74,4 +98,14 @@ fn the_demo_runs_without_privileges_and_exits_0() {
     ] {
         assert!(text.contains(want), "demo output lacks {want:?}:\n{text}");
     }
+}
+
+#[test]
+fn stats_without_a_serve_says_so_in_one_line() {
+    let path = std::env::temp_dir().join(format!("ringstack-no-serve-{}.sock", std::process::id()));
+    let out = ringstack(&["stats", "--control", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach a serve"), "{err}");
 }

@@ -482,6 +482,64 @@ fn lab_ring_impaired_transfers_are_byte_exact() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `wrk -c 200 -d 5` then `ab -k -n 20000 -c 100` against the running http service: zero
+/// errors, zero non-2xx. Returns the requests per second of each, for the report.
+fn wrk_and_ab(lab: &Lab, what: &str) -> (f64, f64) {
+    let out = sh_ok(
+        lab,
+        &format!("wrk -c 200 -d 5 ({what})"),
+        &format!("wrk -t 2 -c 200 -d 5 http://{RS}/index.html"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(
+        !text.contains("Socket errors"),
+        "{what}: wrk saw socket errors:\n{text}"
+    );
+    assert!(
+        !text.contains("Non-2xx"),
+        "{what}: wrk saw non-2xx responses:\n{text}"
+    );
+    assert!(
+        text.contains("requests in"),
+        "{what}: wrk produced no summary:\n{text}"
+    );
+    let rate = |text: &str, key: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let wrk_rps = rate(&text, "Requests/sec:");
+    let out = sh_ok(
+        lab,
+        &format!("ab -k -n 20000 -c 100 ({what})"),
+        &format!("ab -q -k -n 20000 -c 100 http://{RS}/index.html"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("Complete requests:      20000"),
+        "{what}: ab:\n{text}"
+    );
+    assert!(
+        text.contains("Failed requests:        0"),
+        "{what}: ab saw failures:\n{text}"
+    );
+    assert!(
+        !text.contains("Non-2xx responses"),
+        "{what}: ab saw non-2xx:\n{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .filter(|l| l.starts_with("Requests per second") || l.starts_with("Keep-Alive"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    (wrk_rps, rate(&text, "Requests per second:"))
+}
+
 /// HTTP under load: `wrk -c 200` and `ab -k -c 100` against the http service, zero errors.
 #[test]
 fn lab_ring_http_under_wrk_and_ab() {
@@ -493,50 +551,244 @@ fn lab_ring_http_under_wrk_and_ab() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>ringstack</h1>\n".repeat(50)).unwrap();
     let (mut server, _log) = start_server(&lab, &dir, &[]);
-    let out = sh_ok(
-        &lab,
-        "wrk -c 200 -d 5",
-        &format!("wrk -t 2 -c 200 -d 5 http://{RS}/index.html"),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("{text}");
-    assert!(
-        !text.contains("Socket errors"),
-        "wrk saw socket errors:\n{text}"
-    );
-    assert!(
-        !text.contains("Non-2xx"),
-        "wrk saw non-2xx responses:\n{text}"
-    );
-    assert!(
-        text.contains("requests in"),
-        "wrk produced no summary:\n{text}"
-    );
-    let out = sh_ok(
-        &lab,
-        "ab -k -n 20000 -c 100",
-        &format!("ab -q -k -n 20000 -c 100 http://{RS}/index.html"),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        text.contains("Complete requests:      20000"),
-        "ab:\n{text}"
-    );
-    assert!(
-        text.contains("Failed requests:        0"),
-        "ab saw failures:\n{text}"
-    );
-    assert!(
-        !text.contains("Non-2xx responses"),
-        "ab saw non-2xx:\n{text}"
-    );
-    eprintln!(
-        "{}",
-        text.lines()
-            .filter(|l| l.starts_with("Requests per second") || l.starts_with("Keep-Alive"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    wrk_and_ab(&lab, "default model");
     assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The I/O styles of `serve --model`, with the extra arguments each is run with.
+const MODELS: [(&str, &[&str]); 5] = [
+    ("direct", &["--model", "direct"]),
+    ("reactor", &["--model", "reactor"]),
+    (
+        "reactor+2 workers",
+        &["--model", "reactor", "--workers", "2"],
+    ),
+    ("proactor", &["--model", "proactor"]),
+    ("threads", &["--model", "threads"]),
+];
+
+/// Splits a `multipart/byteranges` body (boundary from `content_type`) into its parts:
+/// (Content-Range value, bytes). Panics on any deviation from RFC 9110 §14.6's layout.
+fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("not multipart/byteranges: {content_type:?}"));
+    let delim = format!("\r\n--{boundary}");
+    let find = |from: usize, pat: &[u8]| {
+        body[from..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|i| i + from)
+    };
+    assert!(body.starts_with(delim.as_bytes()), "no opening boundary");
+    let mut at = 0;
+    let mut parts = Vec::new();
+    loop {
+        at += delim.len();
+        if body[at..].starts_with(b"--\r\n") {
+            assert_eq!(at + 4, body.len(), "bytes after the closing boundary");
+            return parts;
+        }
+        let head_end = find(at, b"\r\n\r\n").expect("part head");
+        let head = String::from_utf8_lossy(&body[at..head_end]).into_owned();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("Content-Range")
+            .to_string();
+        let (a, b) = range
+            .split('/')
+            .next()
+            .and_then(|r| r.split_once('-'))
+            .expect("range");
+        let len = b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1;
+        let data = body[head_end + 4..head_end + 4 + len].to_vec();
+        at = head_end + 4 + len;
+        assert!(
+            body[at..].starts_with(delim.as_bytes()),
+            "no boundary after a part"
+        );
+        parts.push((range, data));
+    }
+}
+
+/// Every `--model` against the kernel's own clients: curl (whole file, one range, several
+/// ranges, 404, 416, 304), nc through echo and into discard, all checked byte for byte; and
+/// `ringstack stats --control` asking each running serve for its counters.
+#[test]
+fn lab_ring_every_model_with_curl_nc_and_stats() {
+    let Some(lab) = lab_or_skip(LabLink::VethRing) else {
+        return;
+    };
+    let ns = lab.name().to_string();
+    let dir = std::env::temp_dir().join(format!("ringstack-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = random_file(&dir, "big.bin", 10 << 20, 21);
+    let five = random_file(&dir, "five.bin", 5 << 20, 22);
+    let whole = std::fs::read(&big).unwrap();
+    let d = dir.display();
+    let exe = env!("CARGO_BIN_EXE_ringstack");
+    for (name, args) in MODELS {
+        eprintln!("model {name}");
+        let ctl = dir.join("ctl.sock");
+        let mut extra: Vec<&str> = args.to_vec();
+        let ctl_arg = ctl.to_str().unwrap().to_string();
+        extra.extend(["--control", &ctl_arg]);
+        let (mut server, log) = start_server(&lab, &dir, &extra);
+        sh_ok(
+            &lab,
+            "curl 10 MB",
+            &format!("curl -sf -o {d}/got.bin http://{RS}/big.bin"),
+        );
+        assert_eq!(
+            sha256_file(&dir.join("got.bin")),
+            sha256_file(&big),
+            "{name}: curl: bytes differ"
+        );
+        sh_ok(
+            &lab,
+            "curl range",
+            &format!("curl -sf -r 1000-1999 -o {d}/part.bin http://{RS}/big.bin"),
+        );
+        assert_eq!(
+            std::fs::read(dir.join("part.bin")).unwrap(),
+            &whole[1000..2000],
+            "{name}: range: bytes differ"
+        );
+        let out = sh_ok(
+            &lab,
+            "curl multi-range",
+            &format!(
+                "curl -sf -r 0-9,20-29,5000000-5000099 -o {d}/multi.bin -w '%{{http_code}} %{{content_type}}' http://{RS}/big.bin"
+            ),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, ctype) = text.split_once(' ').expect("code and type");
+        assert_eq!(code, "206", "{name}: multi-range status");
+        let parts = multipart_parts(ctype, &std::fs::read(dir.join("multi.bin")).unwrap());
+        let want: Vec<(String, Vec<u8>)> = [(0, 9), (20, 29), (5_000_000, 5_000_099)]
+            .iter()
+            .map(|&(a, b)| (format!("{a}-{b}/{}", 10 << 20), whole[a..=b].to_vec()))
+            .collect();
+        assert_eq!(parts, want, "{name}: multipart parts differ");
+        for (what, curl_args, want) in [
+            ("404", "http://{RS}/nope", "404"),
+            ("416", "-r 99999999- http://{RS}/big.bin", "416"),
+            (
+                "304",
+                "-z 'Fri, 01 Jan 2100 00:00:00 GMT' http://{RS}/big.bin",
+                "304",
+            ),
+        ] {
+            let out = sh_ok(
+                &lab,
+                &format!("curl {what}"),
+                &format!(
+                    "curl -s -o /dev/null -w '%{{http_code}}' {}",
+                    curl_args.replace("{RS}", RS)
+                ),
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{name}: {what}");
+        }
+        sh_ok(
+            &lab,
+            "nc 5 MB through echo",
+            &format!("nc -N {RS} 7 < {} > {d}/echo.bin", five.display()),
+        );
+        assert_eq!(
+            sha256_file(&dir.join("echo.bin")),
+            sha256_file(&five),
+            "{name}: echo: bytes differ"
+        );
+        sh_ok(
+            &lab,
+            "nc 5 MB to discard",
+            &format!("nc -N {RS} 9 < {}", five.display()),
+        );
+        let want = format!("{} bytes sha256 {}", 5 << 20, sha256_file(&five));
+        wait_for(30, "discard's report", || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with("discard:") && l.ends_with(&want))
+        });
+        // `ringstack stats` asks the running serve over its control socket.
+        let stats = Command::new(exe)
+            .args(["stats", "--control"])
+            .arg(&ctl)
+            .output()
+            .expect("ringstack stats");
+        assert!(stats.status.success(), "{name}: stats failed: {stats:?}");
+        let text = String::from_utf8_lossy(&stats.stdout).into_owned();
+        for want in [
+            "[link]",
+            "[ipv4]",
+            "[tcp]",
+            "TcpPassiveOpens",
+            "== services ==",
+            "HttpResponses2xx",
+            "== connections ==",
+            "LISTEN",
+        ] {
+            assert!(text.contains(want), "{name}: stats lacks {want:?}:\n{text}");
+        }
+        let json = Command::new(exe)
+            .args(["stats", "--json", "--control"])
+            .arg(&ctl)
+            .output()
+            .expect("ringstack stats --json");
+        assert!(json.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("stats JSON");
+        assert!(
+            v["layers"]["tcp"]["counters"]["TcpPassiveOpens"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 6,
+            "{name}: {v}"
+        );
+        assert!(
+            v["services"]["http"]["responses"]["2xx"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 3
+        );
+        assert!(v["services"]["discard"]["bytes_in"].as_u64() == Some(5 << 20));
+        assert!(v["connections"].as_array().is_some_and(|c| !c.is_empty()));
+        let status = server.stop();
+        assert!(status.success(), "{name}: serve exited with {status}");
+        assert!(!ctl.exists(), "{name}: the control socket was left behind");
+        assert!(
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("shutting down")),
+            "{name}: serve printed no counters"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every `--model` (the default is measured by `lab_ring_http_under_wrk_and_ab`) under `wrk -c
+/// 200` and `ab -k -c 100`: zero errors. Prints each model's requests per second.
+#[test]
+fn lab_ring_every_model_under_wrk_and_ab() {
+    let Some(lab) = lab_or_skip(LabLink::VethRing) else {
+        return;
+    };
+    let ns = lab.name().to_string();
+    let dir = std::env::temp_dir().join(format!("ringstack-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>ringstack</h1>\n".repeat(50)).unwrap();
+    let mut table = Vec::new();
+    for (name, args) in MODELS.iter().skip(1) {
+        let (mut server, _log) = start_server(&lab, &dir, args);
+        let (wrk, ab) = wrk_and_ab(&lab, name);
+        assert!(server.stop().success(), "{name}: serve failed");
+        table.push(format!(
+            "  {name:<20} wrk -c 200: {wrk:>9.0} req/s   ab -k -c 100: {ab:>9.0} req/s"
+        ));
+    }
+    eprintln!("requests per second by model:\n{}", table.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,6 +38,10 @@ pub struct Config {
     pub icmp_error_burst: u32,
     /// Bytes a UDP or ping socket may hold in its receive queue.
     pub udp_rcv_buf: usize,
+    /// Upper bound on the accept queue of every TCP listener, whatever backlog the application
+    /// asks for (Linux's `net.core.somaxconn`, 4096 since 5.4). A full queue drops the ACK that
+    /// completes a handshake (`TcpAcceptQueueFull`).
+    pub max_accept_backlog: usize,
     /// TCP tunables.
     pub tcp: TcpConfig,
 }
@@ -110,6 +114,7 @@ impl Config {
             icmp_errors_per_sec: 100,
             icmp_error_burst: 50,
             udp_rcv_buf: 1 << 20,
+            max_accept_backlog: 4096,
             tcp: TcpConfig::default(),
         }
     }

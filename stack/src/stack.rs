@@ -331,9 +331,11 @@ impl Stack {
         &mut self.iface.tcp
     }
 
-    /// Opens a listener on `port` of our address with an accept queue of `backlog`.
+    /// Opens a listener on `port` of our address with an accept queue of `backlog` (at most
+    /// [`Config::max_accept_backlog`]).
     pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<TcpHandle, TcpError> {
         let local = SocketAddrV4::new(self.iface.config.addr, port);
+        let backlog = backlog.min(self.iface.config.max_accept_backlog);
         self.iface.tcp.listen(local, backlog)
     }
 

@@ -197,6 +197,29 @@ impl Tracer {
         }
     }
 
+    /// Records an event built by the caller: a driver's, for what only it sees (the NIC ring
+    /// slot a frame went out through, the Ethernet header it carried). Same capacity rule as
+    /// [`Tracer::record`].
+    pub fn push(&mut self, ev: TraceEvent) {
+        self.record(|| ev);
+    }
+
+    /// Events recorded and not yet drained.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether no event is waiting to be drained.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The recorded events, oldest first, for a driver to add to their summaries what only it
+    /// knows (where in the NIC's ring a received frame lay, the bytes it carried).
+    pub fn events_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut TraceEvent> + '_ {
+        self.events.iter_mut()
+    }
+
     /// Takes all recorded events, oldest first.
     pub fn drain(&mut self) -> impl Iterator<Item = TraceEvent> + '_ {
         self.events.drain(..)

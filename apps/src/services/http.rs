@@ -1,46 +1,124 @@
-//! A small HTTP/1.1 file server (RFC 9112): GET and HEAD of files under a root directory,
-//! keep-alive and pipelining, Content-Length and Content-Type, single-range requests (206/416),
-//! Last-Modified and If-Modified-Since (304), 400/404/405/431, and no way out
-//! of the root (`..` segments are refused, symlinks are resolved and checked).
+//! HTTP/1.1 (RFC 9112), sans-IO: what every I/O model of `ringstack serve` shares.
+//!
+//! A [`Handler`] holds the site (a root directory, or a built-in page) and the response
+//! counters; a [`Session`] is one connection's protocol state. The model's I/O loop — direct on
+//! the stack, reactor, proactor or a thread per connection (`apps/src/models/`) — only moves
+//! bytes: it hands what it reads to [`Session::on_data`], sends the [`Chunk`]s that
+//! [`Session::front`] returns (in-memory bytes, or a range of a file for `send_file`), reports
+//! what it sent with [`Session::advance`], and closes when [`Session::finished`] says so.
+//! Parsing, routing, `Range`, `If-Modified-Since`, MIME types and keep-alive live here once.
+//!
+//! What the server does: GET and HEAD of files under the root; keep-alive and pipelining
+//! (requests are answered in order, several responses may be queued); Content-Length,
+//! Content-Type, Last-Modified; `If-Modified-Since` → 304 (RFC 9110 §13.1.3); `Range: bytes=`
+//! with one range → 206 and `Content-Range`, several → 206 `multipart/byteranges` (RFC 9110
+//! §14.6), overlapping or adjacent ranges coalesced, more than [`MAX_RANGES`] ignored (200, the
+//! whole file), none satisfiable → 416; 400/404/405/431; and no way out of the root (`..`
+//! segments are refused, symlinks are resolved and checked).
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Read;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Result;
-use ringstack_stack::{Duration, Instant, Stack, TcpError, TcpHandle};
 
-use super::{accept_all, flush, Service};
-
-/// Largest request head we accept (request line + headers).
-const MAX_HEAD: usize = 16 * 1024;
-/// Connections idle this long are closed (slowloris defence).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bytes of a file read per refill of a connection's output buffer.
-const CHUNK: usize = 64 * 1024;
+/// Largest request head we accept (request line + headers): beyond it, 431.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most range-specs in one `Range` header; a header with more is ignored (200, the whole file),
+/// so a request cannot make us build thousands of parts (cf. CVE-2011-3192).
+pub const MAX_RANGES: usize = 32;
+/// Responses queued per connection before we stop parsing pipelined requests (backpressure).
+const MAX_QUEUED: usize = 32;
+/// In-memory response bytes queued per connection before we stop parsing pipelined requests.
+const MAX_QUEUED_BYTES: usize = 64 * 1024;
 
 const INDEX: &str = "<!doctype html><title>ringstack</title><h1>ringstack</h1>\
 <p>This page was served by a userspace TCP/IP stack. Start it with <code>--http-root DIR</code> \
 to serve files.</p>\n";
 
-struct Conn {
-    h: TcpHandle,
-    input: Vec<u8>,
-    out: Vec<u8>,
-    body: Option<(File, u64)>,
-    close_after: bool,
-    eof: bool,
-    last_active: Instant,
+/// Something to send: bytes in memory, or a range of a file (for `send_file`).
+#[derive(Debug)]
+pub enum Chunk {
+    /// `buf[pos..]` is still to be sent.
+    Bytes {
+        /// The bytes.
+        buf: Vec<u8>,
+        /// How much of them is already sent.
+        pos: usize,
+    },
+    /// `len` bytes of `file` from `offset` are still to be sent.
+    File {
+        /// The open file (shared: a multipart response has several ranges of one file).
+        file: Arc<File>,
+        /// Next byte to send.
+        offset: u64,
+        /// Bytes left.
+        len: u64,
+    },
 }
 
-/// The HTTP service.
-pub struct Http {
-    listener: TcpHandle,
+impl Chunk {
+    /// Bytes left to send.
+    pub fn remaining(&self) -> u64 {
+        match self {
+            Chunk::Bytes { buf, pos } => (buf.len() - pos) as u64,
+            Chunk::File { len, .. } => *len,
+        }
+    }
+
+    /// Copies up to `max` of the next bytes into `out` (cleared first), reading the file with
+    /// `pread` if it is a file range: for I/O styles that need owned buffers (the proactor).
+    /// Does not consume them: call [`Session::advance`] once they are sent.
+    pub fn copy_to(&self, out: &mut Vec<u8>, max: usize) -> io::Result<()> {
+        out.clear();
+        match self {
+            Chunk::Bytes { buf, pos } => {
+                let n = (buf.len() - pos).min(max);
+                out.extend_from_slice(&buf[*pos..*pos + n]);
+            }
+            Chunk::File { file, offset, len } => {
+                use std::os::unix::fs::FileExt;
+                let n = (*len).min(max as u64) as usize;
+                out.resize(n, 0);
+                file.read_exact_at(out, *offset)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Responses sent, by status class, plus what the connection limit did; shared by every
+/// connection of a service (atomics: the threaded styles update them from many threads).
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// Responses by status class: index 1..=5 (1xx..5xx).
+    pub responses: [AtomicU64; 6],
+}
+
+impl HttpCounters {
+    fn count(&self, code: u16) {
+        self.responses[(code / 100).min(5) as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the responses by class (index 1..=5).
+    pub fn snapshot(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed))
+    }
+}
+
+/// The site: where files come from, and the counters. Share it between connections (and
+/// threads) with an `Arc`.
+#[derive(Debug)]
+pub struct Handler {
     root: Option<PathBuf>,
-    conns: Vec<Conn>,
-    buf: Vec<u8>,
-    /// Responses sent, by status class (index 1..=5).
-    pub responses: [u64; 6],
+    /// Responses sent.
+    pub counters: HttpCounters,
+    hasher: std::collections::hash_map::RandomState,
+    next_boundary: AtomicU64,
 }
 
 /// A parsed request head.
@@ -57,49 +135,76 @@ struct Request<'a> {
 enum RangeAsk {
     /// No (usable) range: the whole file, 200.
     Whole,
-    /// Bytes `first..=last`, 206.
-    Part(u64, u64),
+    /// These byte ranges, `first..=last` each, ascending and disjoint (non-adjacent): 206.
+    Parts(Vec<(u64, u64)>),
     /// Nothing of the file satisfies it: 416.
     Unsatisfiable,
 }
 
-/// Parses a single-range `bytes=` header. Multiple ranges and other units are ignored (a server
-/// may always answer with the whole representation).
+/// Parses `bytes=` range-specs (RFC 9110 §14.1.2) against a file of `len` bytes.
+///
+/// Any syntax error, another unit, or more than [`MAX_RANGES`] specs: the header is ignored
+/// (a server may always answer with the whole representation). Specs that start at or beyond
+/// the end are unsatisfiable and left out; if none is left, 416. The satisfiable ones are
+/// sorted and coalesced where they overlap or touch (§14.6 allows it, "regardless of the order
+/// in which the corresponding range-spec appeared"), so the parts never overlap.
 fn parse_range(value: &str, len: u64) -> RangeAsk {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    let Some(set) = value.trim().strip_prefix("bytes=") else {
         return RangeAsk::Whole;
     };
-    if spec.contains(',') {
+    // `1#range-spec`: empty list elements are allowed and ignored (RFC 9110 §5.6.1.2).
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() || specs.len() > MAX_RANGES {
         return RangeAsk::Whole;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        // bytes=-N: the last N bytes.
-        (Err(_), Ok(n)) if a.is_empty() => {
-            if n == 0 || len == 0 {
-                RangeAsk::Unsatisfiable
-            } else {
-                RangeAsk::Part(len.saturating_sub(n), len - 1)
+    let mut parts = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let Some((a, b)) = spec.split_once('-') else {
+            return RangeAsk::Whole;
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        if a.is_empty() {
+            // suffix-range: the last N bytes.
+            let Some(n) = digits(b).then(|| b.parse::<u64>().ok()).flatten() else {
+                return RangeAsk::Whole;
+            };
+            if n > 0 && len > 0 {
+                parts.push((len.saturating_sub(n), len - 1));
             }
+            continue;
         }
-        // bytes=A- and bytes=A-B.
-        (Ok(first), last) if b.is_empty() || last.is_ok() => {
-            let last = last.unwrap_or(u64::MAX).min(len.saturating_sub(1));
-            if first >= len || (!b.is_empty() && b.parse::<u64>().is_ok_and(|l| l < first)) {
-                if first >= len {
-                    RangeAsk::Unsatisfiable
-                } else {
-                    RangeAsk::Whole // A-B with B < A is syntactically invalid: ignore it
-                }
-            } else {
-                RangeAsk::Part(first, last)
+        let Some(first) = digits(a).then(|| a.parse::<u64>().ok()).flatten() else {
+            return RangeAsk::Whole;
+        };
+        let last = if b.is_empty() {
+            u64::MAX
+        } else {
+            match digits(b).then(|| b.parse::<u64>().ok()).flatten() {
+                Some(l) if l >= first => l,
+                // A-B with B < A is invalid: the whole header is.
+                _ => return RangeAsk::Whole,
             }
+        };
+        if first < len {
+            parts.push((first, last.min(len - 1)));
         }
-        _ => RangeAsk::Whole,
     }
+    if parts.is_empty() {
+        return RangeAsk::Unsatisfiable;
+    }
+    parts.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+    for (a, b) in parts {
+        match merged.last_mut() {
+            Some((_, end)) if a <= end.saturating_add(1) => *end = (*end).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    RangeAsk::Parts(merged)
 }
 
 /// The MIME type for a file name.
@@ -185,9 +290,73 @@ fn parse_head(head: &str) -> Option<Request<'_>> {
     })
 }
 
-impl Http {
-    /// Listens on TCP `port`, serving files under `root` (or a built-in page without one).
-    pub fn new(stack: &mut Stack, port: u16, root: Option<PathBuf>) -> Result<Http> {
+/// Whether a file modified at `modified` is not newer than the client's copy (RFC 9110
+/// §13.1.3, at the one-second resolution of HTTP dates).
+fn not_modified_since(modified: Option<std::time::SystemTime>, since: Option<&str>) -> bool {
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    };
+    match (
+        modified.and_then(secs),
+        since
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(secs),
+    ) {
+        (Some(m), Some(s)) => m <= s,
+        _ => false,
+    }
+}
+
+/// One response being built: appended to the session's queue.
+struct Out<'a> {
+    chunks: &'a mut VecDeque<Chunk>,
+    close: bool,
+    /// A HEAD request: headers only (RFC 9110 §9.3.2), also for errors.
+    head_only: bool,
+}
+
+impl Out<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        if let Some(Chunk::Bytes { buf, .. }) = self.chunks.back_mut() {
+            buf.extend_from_slice(b);
+        } else {
+            self.chunks.push_back(Chunk::Bytes {
+                buf: b.to_vec(),
+                pos: 0,
+            });
+        }
+    }
+
+    fn file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+        if len > 0 {
+            self.chunks.push_back(Chunk::File {
+                file: Arc::clone(file),
+                offset,
+                len,
+            });
+        }
+    }
+
+    fn head(&mut self, code: u16, reason: &str, len: Option<u64>, ctype: &str, extra: &str) {
+        // 304 carries no body and so no Content-Length (RFC 9110 §15.4.5).
+        let len = len
+            .map(|l| format!("Content-Length: {l}\r\n"))
+            .unwrap_or_default();
+        let conn = if self.close { "close" } else { "keep-alive" };
+        self.bytes(
+            format!(
+                "HTTP/1.1 {code} {reason}\r\nServer: ringstack\r\n{len}Content-Type: {ctype}\r\n{extra}Connection: {conn}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+impl Handler {
+    /// Serves files under `root` (or a built-in page at `/` without one).
+    pub fn new(root: Option<&Path>) -> Result<Handler> {
         let root = match root {
             Some(r) => Some(
                 r.canonicalize()
@@ -195,13 +364,20 @@ impl Http {
             ),
             None => None,
         };
-        Ok(Http {
-            listener: stack.tcp_listen(port, 1024)?,
+        Ok(Handler {
             root,
-            conns: Vec::new(),
-            buf: vec![0; 64 * 1024],
-            responses: [0; 6],
+            counters: HttpCounters::default(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            next_boundary: AtomicU64::new(0),
         })
+    }
+
+    /// A multipart boundary no file is likely to contain (RFC 2046 §5.1.1: at most 70
+    /// characters; unpredictable, so a file cannot be crafted to contain it).
+    fn boundary(&self) -> String {
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(self.next_boundary.fetch_add(1, Ordering::Relaxed));
+        format!("ringstack-{:016x}", h.finish())
     }
 
     /// Maps a request target to a file under the root, refusing any escape.
@@ -230,248 +406,284 @@ impl Http {
         Ok(real)
     }
 
-    /// Builds the response to one request into `c`.
-    fn respond(&mut self, c: &mut Conn, head: &str) {
+    fn error(&self, out: &mut Out<'_>, code: u16, reason: &str, close: bool, extra: &str) {
+        self.counters.count(code);
+        out.close |= close;
+        let body = format!("{code} {reason}\n");
+        let conn = if out.close { "close" } else { "keep-alive" };
+        out.bytes(
+            format!(
+                "HTTP/1.1 {code} {reason}\r\n{extra}Server: ringstack\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: {conn}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        if !out.head_only {
+            out.bytes(body.as_bytes());
+        }
+    }
+
+    /// Appends the response to one request head to `out`; sets `out.close` when the
+    /// connection must close after it.
+    fn respond(&self, out: &mut Out<'_>, head: &str) {
         let Some(req) = parse_head(head) else {
-            return Self::error(&mut self.responses, c, 400, "Bad Request", true, "");
+            return self.error(out, 400, "Bad Request", true, "");
         };
-        c.close_after = !req.keep_alive;
+        out.close |= !req.keep_alive;
+        out.head_only = req.method == "HEAD";
         let head_only = match req.method {
             "GET" => false,
             "HEAD" => true,
             _ => {
                 let allow = "Allow: GET, HEAD\r\n";
-                return Self::error(
-                    &mut self.responses,
-                    c,
-                    405,
-                    "Method Not Allowed",
-                    false,
-                    allow,
-                );
+                return self.error(out, 405, "Method Not Allowed", false, allow);
             }
         };
-        let target = req.target.to_string();
-        if self.root.is_none() && (target == "/" || target == "/index.html") {
-            self.responses[2] += 1;
-            push_head(
-                c,
-                200,
-                "OK",
-                Some(INDEX.len() as u64),
-                "text/html; charset=utf-8",
-                "",
-            );
+        if self.root.is_none() && (req.target == "/" || req.target == "/index.html") {
+            self.counters.count(200);
+            let ctype = "text/html; charset=utf-8";
+            out.head(200, "OK", Some(INDEX.len() as u64), ctype, "");
             if !head_only {
-                c.out.extend_from_slice(INDEX.as_bytes());
+                out.bytes(INDEX.as_bytes());
             }
             return;
         }
-        match self.resolve(&target).and_then(|p| {
+        let (path, file, len) = match self.resolve(req.target).and_then(|p| {
             let f = File::open(&p).map_err(|_| 404u16)?;
             let len = f.metadata().map_err(|_| 404u16)?.len();
             Ok((p, f, len))
         }) {
-            Ok((path, mut file, len)) => {
-                let modified = file.metadata().and_then(|m| m.modified()).ok();
-                let last_modified = modified.map(httpdate::fmt_http_date);
-                // RFC 9110 §13.1.3: not modified since the client's copy (second resolution).
-                let fresh = match (
-                    modified,
-                    req.if_modified_since
-                        .and_then(|v| httpdate::parse_http_date(v).ok()),
-                ) {
-                    (Some(m), Some(since)) => m
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .ok()
-                        .zip(
-                            since
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .ok()
-                                .map(|d| d.as_secs()),
+            Ok(found) => found,
+            Err(400) => return self.error(out, 400, "Bad Request", false, ""),
+            Err(_) => return self.error(out, 404, "Not Found", false, ""),
+        };
+        let modified = file.metadata().and_then(|m| m.modified()).ok();
+        let ctype = content_type(&path);
+        let mut extra = String::from("Accept-Ranges: bytes\r\n");
+        if let Some(m) = modified {
+            extra += &format!("Last-Modified: {}\r\n", httpdate::fmt_http_date(m));
+        }
+        if not_modified_since(modified, req.if_modified_since) {
+            self.counters.count(304);
+            out.head(304, "Not Modified", None, ctype, &extra);
+            return;
+        }
+        let file = Arc::new(file);
+        match req.range.map_or(RangeAsk::Whole, |r| parse_range(r, len)) {
+            RangeAsk::Whole => {
+                self.counters.count(200);
+                out.head(200, "OK", Some(len), ctype, &extra);
+                if !head_only {
+                    out.file(&file, 0, len);
+                }
+            }
+            RangeAsk::Parts(parts) if parts.len() == 1 => {
+                let (first, last) = parts[0];
+                self.counters.count(206);
+                extra += &format!("Content-Range: bytes {first}-{last}/{len}\r\n");
+                let n = last - first + 1;
+                out.head(206, "Partial Content", Some(n), ctype, &extra);
+                if !head_only {
+                    out.file(&file, first, n);
+                }
+            }
+            RangeAsk::Parts(parts) => {
+                // RFC 9110 §14.6: each part has its own Content-Type and Content-Range; the
+                // boundary delimiters are CRLF "--" boundary, the last one followed by "--".
+                self.counters.count(206);
+                let boundary = self.boundary();
+                let part_heads: Vec<String> = parts
+                    .iter()
+                    .map(|(a, b)| {
+                        format!(
+                            "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {a}-{b}/{len}\r\n\r\n"
                         )
-                        .is_some_and(|(m, s)| m <= s),
-                    _ => false,
+                    })
+                    .collect();
+                let closing = format!("\r\n--{boundary}--\r\n");
+                let total: u64 = part_heads.iter().map(|h| h.len() as u64).sum::<u64>()
+                    + parts.iter().map(|(a, b)| b - a + 1).sum::<u64>()
+                    + closing.len() as u64;
+                let mtype = format!("multipart/byteranges; boundary={boundary}");
+                out.head(206, "Partial Content", Some(total), &mtype, &extra);
+                if !head_only {
+                    for (h, (a, b)) in part_heads.iter().zip(&parts) {
+                        out.bytes(h.as_bytes());
+                        out.file(&file, *a, b - a + 1);
+                    }
+                    out.bytes(closing.as_bytes());
+                }
+            }
+            RangeAsk::Unsatisfiable => {
+                let cr = format!("Content-Range: bytes */{len}\r\n");
+                self.error(out, 416, "Range Not Satisfiable", false, &cr);
+            }
+        }
+    }
+}
+
+/// One connection's HTTP state: received bytes not yet parsed, responses queued, and whether
+/// the connection ends after them.
+#[derive(Debug, Default)]
+pub struct Session {
+    input: Vec<u8>,
+    out: VecDeque<Chunk>,
+    /// Bytes of `Chunk::Bytes` queued in `out`.
+    queued_bytes: usize,
+    close_after: bool,
+    eof: bool,
+}
+
+impl Session {
+    /// A fresh connection.
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    /// Bytes received from the peer.
+    pub fn on_data(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+
+    /// The peer closed its side (a read returned 0).
+    pub fn on_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether the I/O loop should read more now: not after end of stream or a response that
+    /// closes the connection, and not while a request head too large to buffer waits.
+    pub fn wants_read(&self) -> bool {
+        !self.eof && !self.close_after && self.input.len() <= MAX_HEAD
+    }
+
+    /// Whether anything is queued to send.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Parses queued requests into responses while there is room in the output queue.
+    fn fill(&mut self, h: &Handler) {
+        while !self.close_after
+            && self.out.len() < MAX_QUEUED
+            && self.queued_bytes < MAX_QUEUED_BYTES
+        {
+            if let Some(end) = self.input.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.input[..end]).into_owned();
+                self.input.drain(..end + 4);
+                let mut out = Out {
+                    chunks: &mut self.out,
+                    close: false,
+                    head_only: false,
                 };
-                let ctype = content_type(&path);
-                let mut extra = String::from("Accept-Ranges: bytes\r\n");
-                if let Some(lm) = &last_modified {
-                    extra += &format!("Last-Modified: {lm}\r\n");
+                h.respond(&mut out, &head);
+                self.close_after |= out.close;
+            } else if self.input.len() > MAX_HEAD {
+                h.counters.count(431);
+                self.close_after = true;
+                Out {
+                    chunks: &mut self.out,
+                    close: true,
+                    head_only: false,
                 }
-                if fresh {
-                    self.responses[3] += 1;
-                    push_head(c, 304, "Not Modified", None, ctype, &extra);
-                    return;
-                }
-                match req.range.map_or(RangeAsk::Whole, |r| parse_range(r, len)) {
-                    RangeAsk::Whole => {
-                        self.responses[2] += 1;
-                        push_head(c, 200, "OK", Some(len), ctype, &extra);
-                        if !head_only && len > 0 {
-                            c.body = Some((file, len));
-                        }
-                    }
-                    RangeAsk::Part(first, last) => {
-                        use std::io::{Seek, SeekFrom};
-                        self.responses[2] += 1;
-                        extra += &format!("Content-Range: bytes {first}-{last}/{len}\r\n");
-                        let n = last - first + 1;
-                        push_head(c, 206, "Partial Content", Some(n), ctype, &extra);
-                        if !head_only && file.seek(SeekFrom::Start(first)).is_ok() {
-                            c.body = Some((file, n));
-                        }
-                    }
-                    RangeAsk::Unsatisfiable => {
-                        let cr = format!("Content-Range: bytes */{len}\r\n");
-                        Self::error(
-                            &mut self.responses,
-                            c,
-                            416,
-                            "Range Not Satisfiable",
-                            false,
-                            &cr,
-                        );
-                    }
-                }
-            }
-            Err(400) => Self::error(&mut self.responses, c, 400, "Bad Request", false, ""),
-            Err(_) => Self::error(&mut self.responses, c, 404, "Not Found", false, ""),
-        }
-    }
-
-    fn error(
-        responses: &mut [u64; 6],
-        c: &mut Conn,
-        code: u16,
-        reason: &str,
-        close: bool,
-        extra: &str,
-    ) {
-        responses[(code / 100) as usize] += 1;
-        c.close_after |= close;
-        let body = format!("{code} {reason}\n");
-        c.out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {code} {reason}\r\n{extra}Server: ringstack\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: {}\r\n\r\n{body}",
-                body.len(),
-                if c.close_after { "close" } else { "keep-alive" }
-            )
-            .as_bytes(),
-        );
-    }
-
-    /// Serves one connection as far as it can go now. Returns (alive, did work).
-    fn serve(&mut self, now: Instant, stack: &mut Stack, c: &mut Conn) -> (bool, bool) {
-        let mut did = false;
-        loop {
-            match flush(now, stack, c.h, &mut c.out) {
-                Ok(true) => did = true,
-                Ok(false) => {}
-                Err(_) => return (false, did),
-            }
-            if !c.out.is_empty() {
-                break; // send buffer full: wait for ACKs
-            }
-            if let Some((file, remaining)) = &mut c.body {
-                let n = (*remaining as usize).min(CHUNK);
-                c.out.resize(n, 0);
-                if file.read_exact(&mut c.out).is_err() {
-                    return (false, did); // the file shrank under us: abort the connection
-                }
-                *remaining -= n as u64;
-                if *remaining == 0 {
-                    c.body = None;
-                }
-                continue;
-            }
-            if c.close_after {
-                let _ = stack.tcp_close(now, c.h);
-                return (false, did);
-            }
-            // Next request (pipelined requests wait in `input`).
-            if let Some(end) = c.input.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = c.input.drain(..end + 4).collect();
-                let head = String::from_utf8_lossy(&head[..end]).into_owned();
-                self.respond(c, &head);
-                did = true;
-                continue;
-            }
-            if c.input.len() > MAX_HEAD {
-                c.out
-                    .extend_from_slice(b"HTTP/1.1 431 Request Header Fields Too Large\r\n");
-                c.close_after = true;
-                self.responses[4] += 1;
-                c.out.extend_from_slice(
-                    b"Server: ringstack\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                .bytes(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: ringstack\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
                 );
-                continue;
+            } else {
+                break;
             }
-            if c.eof {
-                let _ = stack.tcp_close(now, c.h);
-                return (false, did);
-            }
-            match stack.tcp_recv(now, c.h, &mut self.buf) {
-                Ok(0) => c.eof = true,
-                Ok(n) => {
-                    c.input.extend_from_slice(&self.buf[..n]);
-                    c.last_active = now;
-                    did = true;
-                }
-                Err(TcpError::WouldBlock) => break,
-                Err(_) => return (false, did),
-            }
+            self.recount();
         }
-        if now - c.last_active > IDLE_TIMEOUT && c.out.is_empty() && c.body.is_none() {
-            let _ = stack.tcp_close(now, c.h);
-            return (false, did);
-        }
-        (true, did)
-    }
-}
-
-fn push_head(c: &mut Conn, code: u16, reason: &str, len: Option<u64>, ctype: &str, extra: &str) {
-    // 304 carries no body and so no Content-Length (RFC 9110 §15.4.5).
-    let len = len
-        .map(|l| format!("Content-Length: {l}\r\n"))
-        .unwrap_or_default();
-    c.out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {code} {reason}\r\nServer: ringstack\r\n{len}Content-Type: {ctype}\r\n{extra}Connection: {}\r\n\r\n",
-            if c.close_after { "close" } else { "keep-alive" }
-        )
-        .as_bytes(),
-    );
-}
-
-impl Service for Http {
-    fn name(&self) -> &'static str {
-        "http"
     }
 
-    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool {
-        let mut fresh = Vec::new();
-        let mut did = accept_all(stack, self.listener, |h| fresh.push(h));
-        self.conns.extend(fresh.into_iter().map(|h| Conn {
-            h,
-            input: Vec::new(),
-            out: Vec::new(),
-            body: None,
-            close_after: false,
-            eof: false,
-            last_active: now,
-        }));
-        let mut conns = std::mem::take(&mut self.conns);
-        conns.retain_mut(|c| {
-            let (alive, d) = self.serve(now, stack, c);
-            did |= d;
-            if !alive {
-                let _ = stack.tcp_close(now, c.h);
+    fn recount(&mut self) {
+        self.queued_bytes = self
+            .out
+            .iter()
+            .map(|c| match c {
+                Chunk::Bytes { buf, pos } => buf.len() - pos,
+                Chunk::File { .. } => 0,
+            })
+            .sum();
+    }
+
+    /// The next chunk to send, parsing the next pipelined request if nothing is queued.
+    pub fn front(&mut self, h: &Handler) -> Option<&mut Chunk> {
+        if self.out.is_empty() {
+            self.fill(h);
+        }
+        self.out.front_mut()
+    }
+
+    /// Takes the next piece of output as one owned buffer, for completion-based I/O that hands
+    /// buffers over (the proactor): queued chunks are gathered into `spare` (or a new buffer)
+    /// up to `max` bytes — in-memory bytes copied (or handed over as they are when they come
+    /// first and alone), file ranges read with `pread` — so a response head and the start of
+    /// its body leave in one write. The piece is consumed at once: the caller must send all
+    /// of it. `Ok(None)`: nothing to send now.
+    pub fn take_next(
+        &mut self,
+        h: &Handler,
+        spare: Option<Vec<u8>>,
+        max: usize,
+    ) -> io::Result<Option<Vec<u8>>> {
+        if self.front(h).is_none() {
+            return Ok(None);
+        }
+        // Bytes alone at the front (or already at the limit): hand the buffer over as it is.
+        let alone = matches!(self.out.front(), Some(Chunk::Bytes { buf, pos }) if buf.len() - pos >= max)
+            || (self.out.len() == 1 && matches!(self.out.front(), Some(Chunk::Bytes { .. })));
+        if alone {
+            if let Some(Chunk::Bytes { mut buf, pos }) = self.out.pop_front() {
+                buf.drain(..pos);
+                self.recount();
+                return Ok(Some(buf));
             }
-            alive
-        });
-        self.conns = conns;
-        did
+        }
+        let mut out = spare.unwrap_or_default();
+        out.clear();
+        let mut piece = Vec::new();
+        while out.len() < max {
+            let Some(chunk) = self.out.front() else {
+                break;
+            };
+            chunk.copy_to(&mut piece, max - out.len())?;
+            out.extend_from_slice(&piece);
+            self.advance(piece.len() as u64);
+        }
+        Ok(Some(out))
+    }
+
+    /// `n` bytes of the front chunk were sent.
+    pub fn advance(&mut self, n: u64) {
+        let Some(front) = self.out.front_mut() else {
+            return;
+        };
+        let done = match front {
+            Chunk::Bytes { buf, pos } => {
+                *pos = (*pos + n as usize).min(buf.len());
+                self.queued_bytes = self.queued_bytes.saturating_sub(n as usize);
+                *pos == buf.len()
+            }
+            Chunk::File { offset, len, .. } => {
+                let n = n.min(*len);
+                *offset += n;
+                *len -= n;
+                *len == 0
+            }
+        };
+        if done {
+            self.out.pop_front();
+        }
+    }
+
+    /// Whether the connection is over: nothing left to send, and either a response said
+    /// `Connection: close` or the peer closed and no complete request is left.
+    pub fn finished(&mut self, h: &Handler) -> bool {
+        if self.out.is_empty() {
+            self.fill(h);
+        }
+        self.out.is_empty() && (self.close_after || self.eof)
     }
 }
 
@@ -499,19 +711,64 @@ mod tests {
         assert!(parse_head("GET /a HTTP/1.1\r\nbroken header").is_none());
     }
 
+    fn parts(v: &[(u64, u64)]) -> RangeAsk {
+        RangeAsk::Parts(v.to_vec())
+    }
+
     #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), RangeAsk::Part(0, 9));
-        assert_eq!(parse_range("bytes=90-", 100), RangeAsk::Part(90, 99));
-        assert_eq!(parse_range("bytes=-10", 100), RangeAsk::Part(90, 99));
-        assert_eq!(parse_range("bytes=-1000", 100), RangeAsk::Part(0, 99));
-        assert_eq!(parse_range("bytes=50-1000", 100), RangeAsk::Part(50, 99));
+    fn single_ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), parts(&[(0, 9)]));
+        assert_eq!(parse_range("bytes=90-", 100), parts(&[(90, 99)]));
+        assert_eq!(parse_range("bytes=-10", 100), parts(&[(90, 99)]));
+        assert_eq!(parse_range("bytes=-1000", 100), parts(&[(0, 99)]));
+        assert_eq!(parse_range("bytes=50-1000", 100), parts(&[(50, 99)]));
         assert_eq!(parse_range("bytes=100-", 100), RangeAsk::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), RangeAsk::Unsatisfiable);
         assert_eq!(parse_range("bytes=9-3", 100), RangeAsk::Whole);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAsk::Whole);
         assert_eq!(parse_range("lines=1-2", 100), RangeAsk::Whole);
         assert_eq!(parse_range("bytes=x-y", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=+1-2", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=", 100), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn multiple_ranges_are_sorted_coalesced_and_bounded() {
+        assert_eq!(
+            parse_range("bytes=0-9,20-29", 100),
+            parts(&[(0, 9), (20, 29)])
+        );
+        // Out of order, with whitespace and an empty element.
+        assert_eq!(
+            parse_range("bytes= 20-29 , ,0-9", 100),
+            parts(&[(0, 9), (20, 29)])
+        );
+        // Overlapping and adjacent ranges merge.
+        assert_eq!(parse_range("bytes=0-9,5-14", 100), parts(&[(0, 14)]));
+        assert_eq!(parse_range("bytes=0-9,10-19", 100), parts(&[(0, 19)]));
+        assert_eq!(
+            parse_range("bytes=0-0,0-0,0-0,-1", 100),
+            parts(&[(0, 0), (99, 99)])
+        );
+        // Unsatisfiable specs are left out; all unsatisfiable is 416.
+        assert_eq!(parse_range("bytes=0-9,200-300", 100), parts(&[(0, 9)]));
+        assert_eq!(
+            parse_range("bytes=100-,200-300", 100),
+            RangeAsk::Unsatisfiable
+        );
+        // One bad spec spoils the header.
+        assert_eq!(parse_range("bytes=0-9,x", 100), RangeAsk::Whole);
+        // Too many specs: ignored.
+        let many: Vec<String> = (0..=MAX_RANGES)
+            .map(|i| format!("{0}-{0}", i * 2))
+            .collect();
+        assert_eq!(
+            parse_range(&format!("bytes={}", many.join(",")), 1000),
+            RangeAsk::Whole
+        );
+        let ok: Vec<String> = (0..MAX_RANGES).map(|i| format!("{0}-{0}", i * 2)).collect();
+        assert!(
+            matches!(parse_range(&format!("bytes={}", ok.join(",")), 1000), RangeAsk::Parts(p) if p.len() == MAX_RANGES)
+        );
     }
 
     #[test]
@@ -528,5 +785,122 @@ mod tests {
             "text/html; charset=utf-8"
         );
         assert_eq!(content_type(Path::new("a.bin")), "application/octet-stream");
+    }
+
+    /// Runs `session` to completion by copying every chunk (as the proactor does).
+    fn drain(s: &mut Session, h: &Handler) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = Vec::new();
+        while let Some(c) = s.front(h) {
+            c.copy_to(&mut buf, 1000).unwrap();
+            let n = buf.len() as u64;
+            all.extend_from_slice(&buf);
+            s.advance(n);
+        }
+        all
+    }
+
+    fn site() -> (PathBuf, Handler) {
+        let dir = std::env::temp_dir().join(format!(
+            "ringstack-http-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        std::fs::write(dir.join("f.bin"), data).unwrap();
+        let h = Handler::new(Some(&dir)).unwrap();
+        (dir, h)
+    }
+
+    #[test]
+    fn a_multipart_response_has_exact_boundaries_and_length() {
+        let (dir, h) = site();
+        let mut s = Session::new();
+        s.on_data(b"GET /f.bin HTTP/1.1\r\nRange: bytes=20-29,0-9\r\n\r\n");
+        let resp = drain(&mut s, &h);
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{head}"
+        );
+        let boundary = head
+            .split("boundary=")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap();
+        let len: usize = head
+            .split("Content-Length: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body_bytes = &resp[head.len() + 4..];
+        assert_eq!(body_bytes.len(), len, "Content-Length matches the body");
+        let mut want = Vec::new();
+        for (a, b) in [(0u8, 9u8), (20, 29)] {
+            want.extend_from_slice(
+                format!(
+                    "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/100\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            want.extend(a..=b);
+        }
+        want.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        assert_eq!(body_bytes, &want[..], "{body}");
+        assert!(!s.finished(&h), "keep-alive: the connection stays open");
+        s.on_eof();
+        assert!(s.finished(&h));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_and_close_is_honoured() {
+        let (dir, h) = site();
+        let mut s = Session::new();
+        s.on_data(b"GET /f.bin HTTP/1.1\r\nRange: bytes=0-1\r\n\r\nHEAD /nope HTTP/1.1\r\n\r\n");
+        s.on_data(b"GET /f.bin HTTP/1.1\r\nConnection: close\r\nRange: bytes=-2\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        let text = String::from_utf8_lossy(&drain(&mut s, &h)).into_owned();
+        let codes: Vec<&str> = text
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &text[i + 9..i + 12])
+            .collect();
+        assert_eq!(codes, ["206", "404", "206"], "{text}");
+        assert!(
+            text.ends_with("Connection: close\r\n\r\n\u{62}\u{63}"),
+            "{text:?}"
+        );
+        assert!(
+            s.finished(&h),
+            "closes after the Connection: close response"
+        );
+        assert!(!s.wants_read());
+        assert_eq!(h.counters.snapshot(), [0, 0, 2, 0, 1, 0]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_oversized_head_gets_431_and_a_bad_one_400() {
+        let (dir, h) = site();
+        let mut s = Session::new();
+        s.on_data(&vec![b'a'; MAX_HEAD + 1]);
+        assert!(!s.wants_read());
+        let text = String::from_utf8_lossy(&drain(&mut s, &h)).into_owned();
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(s.finished(&h));
+        let mut s = Session::new();
+        s.on_data(b"BREW /pot HTTP/1.1\r\n\r\nnonsense\r\n\r\n");
+        let text = String::from_utf8_lossy(&drain(&mut s, &h)).into_owned();
+        assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
+        assert!(text.contains("HTTP/1.1 400 "), "{text}");
+        assert!(s.finished(&h));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,14 +1,14 @@
-//! The services `ringstack serve` runs: small event-driven servers over the stack's socket API,
-//! each polled once per driver round.
+//! The protocols `ringstack serve` speaks, apart from how it does I/O: HTTP/1.1 ([`http`],
+//! sans-IO, shared by every I/O model in `crate::models`) and the iperf3-compatible server
+//! ([`iperf`], a [`Service`] on the stack). Echo and discard are a few lines in each model.
 
-pub mod discard;
-pub mod echo;
 pub mod http;
 pub mod iperf;
 
 use ringstack_stack::{Instant, Stack, TcpError, TcpHandle};
 
-/// A server run by the driver loop.
+/// A server run by a driver loop directly on the stack (the `direct` model, and iperf in
+/// every model).
 pub trait Service {
     /// Its name, for `--services` and logs.
     fn name(&self) -> &'static str;
