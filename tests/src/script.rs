@@ -32,7 +32,8 @@
 //! wildcard for any number, and a missing `win` or `<options>` is not checked. Options:
 //! `mss N`, `wscale N`, `sackOK`, `TS val A ecr B`, `nop`, `eol`, `sack L:R L:R ...` (blocks in
 //! the peer's relative sequence space). In `<` lines, `TS val N ecr *` echoes the TSval of
-//! ringstack's latest segment.
+//! ringstack's latest segment, and `TS val N ecr *-M` the TSval it sent M ms before that one
+//! (its timestamp clock ticks in milliseconds).
 //!
 //! Socket calls: `listen PORT [BACKLOG]`, `connect PORT` (to the peer's port, from an ephemeral
 //! port), `accept` / `accept EAGAIN`, `write N [-> M]` (M accepted; default all),
@@ -42,6 +43,9 @@
 //! `readable yes|no`, `writable yes|no`, `counter NAME N`, `drop NAME N`,
 //! `state NAME` (the connection's state as `ss` names it: `ESTAB`, `TIME-WAIT`, `UNCONN` for
 //! CLOSED..., or `gone` once the handle is released),
+//! `info FIELD VALUE` (a field of the connection's `TcpInfo`: `cwnd`, `ssthresh` (bytes),
+//! `unacked` (pipe), `sacked`, `lost` (segments), `backoff`, `in_recovery`, `reordering_seen`
+//! (`true`/`false`), `loss_probes`, `rto_ms`),
 //! `keepalive on|off` (`SO_KEEPALIVE`; the idle time, interval and probe count are the stack-wide
 //! `config keepalive_*` values, as the TCP layer has no per-socket setting for them),
 //! `user_timeout MS|off` (`TCP_USER_TIMEOUT`), and
@@ -139,6 +143,8 @@ enum Opt {
     Wscale(Num),
     SackOk,
     Ts(Num, Num),
+    /// `TS val N ecr *-M`: echo the TSval ringstack sent M ms before its latest one.
+    TsEcrBack(Num, u32),
     Nop,
     Eol,
     Sack(Vec<(Num, Num)>),
@@ -280,6 +286,12 @@ fn parse_opts(s: &str) -> R<Vec<Opt>> {
             ["mss", n] => Opt::Mss(Num::parse(n)?),
             ["wscale", n] => Opt::Wscale(Num::parse(n)?),
             ["sackOK"] => Opt::SackOk,
+            ["TS", "val", v, "ecr", e] if e.starts_with("*-") => Opt::TsEcrBack(
+                Num::parse(v)?,
+                e[2..]
+                    .parse()
+                    .map_err(|_| format!("bad echo offset {e:?}"))?,
+            ),
             ["TS", "val", v, "ecr", e] => Opt::Ts(Num::parse(v)?, Num::parse(e)?),
             ["nop"] => Opt::Nop,
             ["eol"] => Opt::Eol,
@@ -534,6 +546,10 @@ impl Run {
                         TcpOptionElement::Timestamp(v.value()?, self.last_ts_val)
                     }
                     Opt::Ts(v, e) => TcpOptionElement::Timestamp(v.value()?, e.value()?),
+                    Opt::TsEcrBack(v, back) => TcpOptionElement::Timestamp(
+                        v.value()?,
+                        self.last_ts_val.wrapping_sub(*back),
+                    ),
                     Opt::Nop => TcpOptionElement::Noop,
                     Opt::Eol => return Err("eol: use nop padding in injected segments".into()),
                     Opt::Sack(blocks) => {
@@ -827,6 +843,29 @@ impl Run {
                     .map_or_else(|| "gone".to_string(), |s| s.to_string());
                 if got != *want {
                     return Err(format!("state is {got}, expected {want}"));
+                }
+            }
+            ["info", field, want] => {
+                let i = self
+                    .stack
+                    .tcp()
+                    .info(self.conn()?)
+                    .ok_or("no such socket")?;
+                let got = match *field {
+                    "cwnd" => i.cwnd.to_string(),
+                    "ssthresh" => i.ssthresh.to_string(),
+                    "unacked" => i.unacked.to_string(),
+                    "sacked" => i.sacked.to_string(),
+                    "lost" => i.lost.to_string(),
+                    "backoff" => i.backoff.to_string(),
+                    "in_recovery" => i.in_recovery.to_string(),
+                    "reordering_seen" => i.reordering_seen.to_string(),
+                    "loss_probes" => i.loss_probes.to_string(),
+                    "rto_ms" => i.rto.total_millis().to_string(),
+                    _ => return Err(format!("unknown info field {field}")),
+                };
+                if got != *want {
+                    return Err(format!("info {field} is {got}, expected {want}"));
                 }
             }
             ["keepalive", on @ ("on" | "off")] => {

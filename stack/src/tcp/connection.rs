@@ -7,7 +7,8 @@
 use core::net::SocketAddrV4;
 
 use super::congestion::{Congestion, CongestionControl};
-use super::options::TcpOptions;
+use super::options::{SackBlock, TcpOptions};
+use super::rack::{Delivery, Rack, SentQueue, Tlp, TlpOutcome};
 use super::reassembly::{Reassembly, Received};
 use super::recv_buffer::RecvBuffer;
 use super::reset::{ChallengeLimiter, RstQueue, RstSpec};
@@ -64,8 +65,25 @@ pub(crate) struct Stats {
     pub bytes_received: u64,
     pub fast_retrans: u64,
     pub timeouts: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub loss_probes: u64,
+    /// Segments RACK marked lost (RFC 8985 §6).
+    pub rack_lost: u64,
+    /// Retransmissions found lost (by RACK).
+    pub lost_retrans: u64,
+    /// Timeouts found spurious (RFC 3522) and undone.
+    pub spurious_rtos: u64,
     pub dup_acks_in: u64,
     pub ofo_segs: u64,
+}
+
+/// The state before a retransmission timeout, kept to undo it (RFC 4015 §2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RtoUndo {
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    /// TSval of the first retransmission after the timeout.
+    pub tsval: u32,
 }
 
 /// PAWS: TS.Recent is invalid after 24 days idle (RFC 7323 §5.5).
@@ -130,6 +148,8 @@ pub(crate) struct Tcb {
     /// Immediate duplicate ACKs still owed for out-of-order segments received in one batch
     /// (RFC 5681 §4.2: one per segment, so that the sender can count them).
     pub dup_acks_owed: u8,
+    /// A duplicate segment to report as a D-SACK in the next ACK (RFC 2883).
+    pub dsack: Option<SackBlock>,
 
     // --- options
     pub ts_enabled: bool,
@@ -147,6 +167,12 @@ pub(crate) struct Tcb {
     pub rcv_buf: RecvBuffer,
     pub reasm: Reassembly,
     pub scoreboard: Scoreboard,
+    /// Per-segment transmit records (RFC 8985 §5.2): `pipe`, loss marks, RTT samples.
+    pub sent: SentQueue,
+    /// RACK state (RFC 8985 §5.3).
+    pub rack: Rack,
+    /// Tail loss probe state (RFC 8985 §7).
+    pub tlp: Tlp,
 
     pub rtt: RttEstimator,
     /// Karn: the segment being timed (its end) and when it was sent.
@@ -161,8 +187,15 @@ pub(crate) struct Tcb {
     pub recover: SeqNum,
     /// A retransmission at this sequence number is due (fast retransmit, NewReno partial ACK).
     pub rexmit_next: Option<SeqNum>,
-    /// RFC 6675 HighRxt.
+    /// RFC 6675 HighRxt (NewReno, without SACK).
     pub rexmit_high: SeqNum,
+    /// Recovering from a retransmission timeout with SACK (Linux's `Loss` state): the
+    /// segments outstanding at the timeout are marked lost and resent as the window allows,
+    /// until SND.UNA passes `recover`.
+    pub rto_recovery: bool,
+    /// What a timeout changed, to undo if it proves spurious (RFC 3522, RFC 4015): cwnd and
+    /// ssthresh before it, and the TSval of the first retransmission.
+    pub rto_undo: Option<RtoUndo>,
 
     // --- timers
     pub timers: Timers,
@@ -239,6 +272,7 @@ impl Tcb {
             rcv_mss: 536,
             ack_now: false,
             dup_acks_owed: 0,
+            dsack: None,
             ts_enabled: false,
             ts_recent: 0,
             ts_recent_age: now,
@@ -251,6 +285,12 @@ impl Tcb {
             rcv_buf: RecvBuffer::new(cfg.rcv_buf),
             reasm: Reassembly::default(),
             scoreboard: Scoreboard::default(),
+            sent: SentQueue::default(),
+            rack: Rack::new(iss),
+            tlp: Tlp {
+                rtt_sampled: true,
+                ..Tlp::default()
+            },
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_timing: None,
             cc: Congestion::new(cfg.congestion, pmtu_mss as u32, cfg.initial_window),
@@ -260,6 +300,8 @@ impl Tcb {
             recover: iss,
             rexmit_next: None,
             rexmit_high: iss,
+            rto_recovery: false,
+            rto_undo: None,
             timers: Timers::default(),
             retries: 0,
             persist_backoff: 0,
@@ -331,33 +373,20 @@ impl Tcb {
         ) as u32
     }
 
-    /// RFC 6675 `pipe`: bytes believed in flight.
+    /// RFC 6675 `pipe`: bytes believed in flight. With SACK, from the per-segment records
+    /// (SACKed bytes and segments deemed lost do not count, retransmissions in flight count
+    /// once more); without, everything sent and not acknowledged.
     pub fn pipe(&self) -> u32 {
-        if self.in_recovery && self.sack_enabled {
-            let outstanding = self.snd_max.since(self.snd_una);
-            let sacked = self.scoreboard.sacked_bytes();
-            let lost_boundary = self
-                .scoreboard
-                .lost_boundary(self.smss())
-                .unwrap_or(self.snd_una)
-                .max_seq(self.snd_una);
-            let from = self.rexmit_high.max_seq(self.snd_una);
-            let lost_unretransmitted = if from < lost_boundary {
-                lost_boundary.since(from) - self.scoreboard.sacked_between(from, lost_boundary)
-            } else {
-                0
-            };
-            outstanding
-                .saturating_sub(sacked)
-                .saturating_sub(lost_unretransmitted)
+        if self.sack_enabled {
+            self.sent.pipe()
         } else {
-            let out = self.snd_nxt.since(self.snd_una);
-            if self.sack_enabled {
-                out.saturating_sub(self.scoreboard.sacked_between(self.snd_una, self.snd_nxt))
-            } else {
-                out
-            }
+            self.snd_nxt.since(self.snd_una)
         }
+    }
+
+    /// Whether loss recovery (fast recovery or recovery after an RTO) is under way.
+    pub fn recovering(&self) -> bool {
+        self.in_recovery || self.rto_recovery
     }
 
     // ------------------------------------------------------------------ state helpers
@@ -386,8 +415,12 @@ impl Tcb {
             self.snd_nxt = self.snd_una;
             self.snd_max = self.snd_una;
             self.in_recovery = false;
+            self.rto_recovery = false;
+            self.rto_undo = None;
             self.reasm.clear();
             self.scoreboard.clear();
+            self.sent.clear();
+            self.tlp = Tlp::default();
             self.ack_now = false;
             self.dup_acks_owed = 0;
             self.probe_now = false;
@@ -611,6 +644,9 @@ impl Tcb {
         if !acceptable && !edge_allowance {
             if !rst {
                 self.ack_now = true;
+                if plen > 0 && h.seq + plen as u32 <= self.rcv_nxt {
+                    self.note_duplicate(h.seq, h.seq + plen as u32);
+                }
             }
             if self.state == State::TimeWait && h.flags.has(Flags::FIN) {
                 // Retransmitted FIN: re-ACK and restart the 2*MSL timer (RFC 9293 §3.10.7.4).
@@ -776,6 +812,10 @@ impl Tcb {
         let mut dseq = h.seq;
         let mut fin = h.flags.has(Flags::FIN);
         let skip = self.rcv_nxt.since(dseq) as usize;
+        if skip > 0 && !data.is_empty() {
+            let dup_end = dseq + (skip.min(data.len()) as u32);
+            self.note_duplicate(dseq, dup_end);
+        }
         if skip > 0 {
             if skip >= data.len() {
                 if skip > data.len() {
@@ -919,6 +959,15 @@ impl Tcb {
         out
     }
 
+    /// RFC 2883 §4: data the peer sent again that we already had (below RCV.NXT) is reported in
+    /// the first SACK block of our next ACK (D-SACK), so that the sender can tell a needless
+    /// retransmission (a spurious one, or a loss probe) from a repair.
+    fn note_duplicate(&mut self, left: SeqNum, right: SeqNum) {
+        if self.sack_enabled && left < right {
+            self.dsack = Some(SackBlock { left, right });
+        }
+    }
+
     /// RFC 9293 §3.10.7.4 eighth step: the peer's FIN is in order.
     fn receive_fin(&mut self, env: &mut Env<'_, '_>) {
         if self.fin_received {
@@ -950,6 +999,8 @@ impl Tcb {
         self.timers.retransmit = None;
         self.timers.persist = None;
         self.timers.keepalive = None;
+        self.timers.loss_probe = None;
+        self.timers.reorder = None;
         self.timers.linger = Some(env.now() + env.cfg.time_wait);
         self.snd_buf.release();
     }
@@ -978,24 +1029,67 @@ impl Tcb {
     }
 
     /// RFC 9293 §3.10.7.4 fifth step for ESTABLISHED and later, with congestion control and
-    /// loss recovery (RFC 5681 §3.2, RFC 6582 §3.2, RFC 6675 §5).
+    /// loss recovery (RFC 5681 §3.2, RFC 6582 §3.2, RFC 6675 §5, RFC 8985 §6-7).
     fn process_ack(&mut self, env: &mut Env<'_, '_>, seg: &Segment<'_>) {
         let h = &seg.hdr;
         let now = env.now();
         let mss = self.smss();
         let prior_flight = self.pipe();
+        let sack = self.sack_enabled;
+        let blocks = h.options.sacks();
+        let dsack = sack && is_dsack(blocks, h.ack);
+        if dsack {
+            env.cx.inc(Counter::TcpExtTCPDSACKRecv);
+        }
         let mut newly_sacked = 0;
-        if self.sack_enabled && h.options.sack_count > 0 {
-            newly_sacked = self
-                .scoreboard
-                .update(h.options.sacks(), self.snd_una, self.snd_max);
+        if sack && h.options.sack_count > 0 {
+            newly_sacked = self.scoreboard.update(blocks, self.snd_una, self.snd_max);
         }
         let new_wnd = (h.window as u32) << self.snd_wscale;
         let window_changed = new_wnd != self.snd_wnd;
         let advances = h.ack > self.snd_una;
 
-        if h.ack > self.snd_una {
-            self.sample_rtt_on_ack(now, h.ack, h.options.timestamps);
+        // RFC 8985 §6.2 steps 1-3 and the RTT sample: what this ACK delivered.
+        let ecr = if self.ts_enabled {
+            h.options.timestamps.map(|(_, e)| e)
+        } else {
+            None
+        };
+        let dsack_block = dsack.then(|| (blocks[0].left, blocks[0].right));
+        let mut delivery = Delivery::new(now, ecr, self.ts_offset, dsack_block, &self.rack);
+        if advances {
+            self.sent
+                .on_cumulative_ack(h.ack, |s| delivery.record(s, true));
+        }
+        if newly_sacked > 0 {
+            let valid = blocks
+                .iter()
+                .filter(|b| b.left < b.right && b.left >= self.snd_una)
+                .map(|b| (b.left, b.right));
+            self.sent
+                .on_sack(&self.scoreboard, valid, |s| delivery.record(s, false));
+        }
+        let sample = delivery.rtt_sample().or_else(|| {
+            // RFC 7323 §4.1: the echoed timestamp, when the records give no clean sample (all
+            // newly acknowledged data was retransmitted).
+            let ecr = ecr.filter(|&e| e != 0 && advances)?;
+            let ms = self.ts_now(now).wrapping_sub(ecr);
+            (ms < 60_000).then(|| Duration::from_millis(ms as u64))
+        });
+        if let Some(rtt) = sample {
+            self.rtt.sample(rtt);
+            self.rack.sample_min_rtt(rtt);
+            self.tlp.rtt_sampled = true;
+        }
+        self.rack.on_delivery(&delivery);
+        let was_recovering = self.recovering();
+        if advances {
+            if let Some(undo) = self.rto_undo.take() {
+                self.detect_spurious_rto(env, undo, ecr);
+            }
+        }
+
+        if advances {
             let acked = h.ack.since(self.snd_una);
             let data_acked = acked.min(self.snd_buf.len() as u32);
             self.snd_buf.consume(data_acked as usize);
@@ -1017,15 +1111,27 @@ impl Tcb {
             self.persist_backoff = 0;
             self.rtt.reset_backoff();
             self.last_progress = now;
+            if self.rto_recovery && h.ack >= self.recover {
+                // The data outstanding at the timeout is all acknowledged: slow start goes on.
+                self.rto_recovery = false;
+                self.dupacks = 0;
+            }
             if self.in_recovery {
                 if h.ack >= self.recover {
-                    // RFC 6582 §3.2 step 3 (full acknowledgment): deflate to ssthresh.
+                    // RFC 6582 §3.2 step 3 / RFC 6675 §5: full acknowledgment ends recovery.
                     self.in_recovery = false;
                     self.dupacks = 0;
-                    // RFC 6582 §3.2 step 3 option (1): min(ssthresh, max(FlightSize, SMSS) + SMSS).
                     let ss = self.cc.ssthresh();
-                    self.cc.set_cwnd(ss.min(self.pipe().max(mss) + mss));
-                } else if !self.sack_enabled {
+                    if sack {
+                        // RFC 6675 keeps cwnd at ssthresh (as Linux does): deflating to the
+                        // data in flight would throw away the window the recovery kept.
+                        self.cc.set_cwnd(ss);
+                    } else {
+                        // RFC 6582 §3.2 step 3 option (1):
+                        // min(ssthresh, max(FlightSize, SMSS) + SMSS).
+                        self.cc.set_cwnd(ss.min(self.pipe().max(mss) + mss));
+                    }
+                } else if !sack {
                     // RFC 6582 §3.2 step 4 (partial acknowledgment): retransmit the next hole,
                     // deflate by the amount acknowledged, add back one SMSS.
                     self.rexmit_next = Some(self.snd_una);
@@ -1033,7 +1139,7 @@ impl Tcb {
                     self.cc
                         .set_cwnd(cw.saturating_sub(data_acked).saturating_add(mss).max(mss));
                 } else {
-                    // RFC 6675 §5 step (C): the scoreboard drives the next retransmissions.
+                    // RFC 6675 §5 step (C): the records drive the next retransmissions.
                     self.dupacks = 0;
                 }
             } else {
@@ -1051,6 +1157,9 @@ impl Tcb {
             } else {
                 self.timers.retransmit = Some(self.rto_deadline(now));
             }
+            if sack && self.scoreboard.sacked_end(self.snd_una).is_some() {
+                self.sack_reneged(env);
+            }
         } else if h.ack == self.snd_una
             && self.snd_max > self.snd_una
             && ((seg.payload.is_empty() && !h.flags.has(Flags::FIN) && !window_changed)
@@ -1059,17 +1168,53 @@ impl Tcb {
             // RFC 5681 §2 "duplicate acknowledgment" (RFC 6675 §2: or carrying new SACK info).
             self.dupacks += 1;
             self.stats.dup_acks_in += 1;
-            if !self.in_recovery {
-                // RFC 6675 §5: "DupAcks >= DupThresh or IsLost(HighACK + 1)".
-                let sack_loss = self.sack_enabled && self.scoreboard.is_lost(self.snd_una, mss);
-                if (self.dupacks >= DUP_THRESH || sack_loss) && self.snd_una >= self.recover {
-                    self.enter_recovery(env, mss);
+            if !self.recovering() {
+                if !sack {
+                    if self.dupacks >= DUP_THRESH && self.snd_una >= self.recover {
+                        self.enter_recovery(env, mss);
+                    }
+                } else if self.dupacks >= DUP_THRESH {
+                    // RFC 6675 §5 (4.2): DupThresh duplicate ACKs presume the segment at
+                    // SND.UNA dropped, whatever RACK's timing says.
+                    self.sent.mark_head_lost();
                 }
-            } else if !self.sack_enabled {
+            } else if !sack && self.in_recovery {
                 // RFC 6582 §3.2 step 3 (inflation).
                 let cw = self.cc.cwnd();
                 self.cc.set_cwnd(cw.saturating_add(mss));
             }
+        }
+
+        if sack && self.state.is_synchronized() {
+            self.rack.on_ack_dsack(
+                dsack,
+                self.snd_una,
+                self.snd_max,
+                was_recovering && !self.recovering(),
+            );
+            let pure_dup = !advances
+                && newly_sacked == 0
+                && !dsack
+                && seg.payload.is_empty()
+                && !window_changed;
+            match self.tlp.on_ack(h.ack, dsack, pure_dup, advances) {
+                TlpOutcome::Recovered => {
+                    // RFC 8985 §7.4.2: the probe repaired a single loss: reduce the window as a
+                    // recovery would have, once.
+                    env.cx.inc(Counter::TcpExtTCPLossProbeRecovery);
+                    if !self.recovering() {
+                        let flight = self.snd_max.since(self.snd_una);
+                        self.cc.on_congestion_event(flight, mss, now);
+                    }
+                }
+                TlpOutcome::NoLoss | TlpOutcome::None => {}
+            }
+            self.rack_detect_loss(env);
+            if !self.recovering() && self.sent.pending_rexmits() > 0 && self.snd_una >= self.recover
+            {
+                self.enter_recovery(env, mss);
+            }
+            self.schedule_loss_probe(now, advances || newly_sacked > 0);
         }
 
         // Window update (RFC 9293 §3.10.7.4: SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and
@@ -1098,8 +1243,113 @@ impl Tcb {
         }
     }
 
+    /// RFC 3522 (Eifel detection) and RFC 4015 (its response), for the first ACK of new data
+    /// after a timeout: when it echoes a timestamp older than the first retransmission, it was
+    /// sent for the original transmission — the data was not lost, only late (or its ACKs
+    /// were). Undo the timeout: cwnd and ssthresh as they were (Linux's `tcp_try_undo_loss`
+    /// does the same), no segment is lost after all, and recovery ends.
+    fn detect_spurious_rto(&mut self, env: &mut Env<'_, '_>, undo: RtoUndo, ecr: Option<u32>) {
+        let Some(ecr) = ecr.filter(|&e| e != 0) else {
+            return;
+        };
+        if (ecr.wrapping_sub(undo.tsval) as i32) >= 0 {
+            return; // the ACK answers the retransmission: the timeout was real
+        }
+        env.cx.inc(Counter::TcpExtTCPSpuriousRTOs);
+        self.stats.spurious_rtos += 1;
+        self.cc.set_ssthresh(undo.ssthresh.max(self.cc.ssthresh()));
+        self.cc.set_cwnd(undo.cwnd.max(self.cc.cwnd()));
+        self.sent.unmark_lost();
+        self.rto_recovery = false;
+        self.rtt.reset_backoff();
+    }
+
+    /// RFC 8985 §6.2 step 5 (`RACK_detect_loss_and_arm_timer`): marks the segments RACK deems
+    /// lost and arms the reordering timer for those that may still be merely reordered.
+    pub(crate) fn rack_detect_loss(&mut self, env: &mut Env<'_, '_>) {
+        let reo_wnd =
+            self.rack
+                .reo_wnd(self.recovering(), self.sent.sacked_segs(), self.rtt.srtt());
+        let (marked, lost_rexmits, timer) =
+            self.rack.detect_loss(&mut self.sent, env.now(), reo_wnd);
+        if marked > 0 {
+            self.stats.rack_lost += u64::from(marked);
+            env.cx
+                .counters
+                .add(Counter::TcpExtTCPRackLost, u64::from(marked));
+        }
+        if lost_rexmits > 0 {
+            self.stats.lost_retrans += u64::from(lost_rexmits);
+            env.cx
+                .counters
+                .add(Counter::TcpExtTCPLostRetransmit, u64::from(lost_rexmits));
+        }
+        self.timers.reorder = timer;
+    }
+
+    /// RFC 8985 §7.2: (re)arms the probe timeout when a tail loss probe may be needed — SACK in
+    /// use, data in flight, no probe outstanding, and either not recovering with nothing SACKed
+    /// (the RFC's conditions) or recovering with no retransmission waiting — and cancels it
+    /// otherwise. `restart`: the flight moved (data sent, acknowledged or SACKed); otherwise a
+    /// pending PTO is kept as it is.
+    ///
+    /// Probing during recovery goes beyond RFC 8985, which leaves recovery to RACK and the
+    /// ACK clock. That clock stops when the ACK of the last segments in flight is lost (a
+    /// receiver that ACKs once per batch of segments, as GRO and packet rings do, sends one
+    /// ACK for the whole flight): nothing is left to send, nothing later can be delivered for
+    /// RACK to compare with, and only the RTO — at least 200 ms, a thousand RTTs on a LAN —
+    /// would move on. One probe two RTTs later elicits the ACK instead. After an RTO the same
+    /// holds while the window allows nothing more: the RTO resends the first segment, which a
+    /// receiver that already has it may answer only after a long while (Linux rate-limits its
+    /// ACKs to segments below its window edge to two a second, `tcp_invalid_ratelimit`); the
+    /// probe resends the last, which every receiver answers at once.
+    pub(crate) fn schedule_loss_probe(&mut self, now: Instant, restart: bool) {
+        let quiet = if self.recovering() {
+            self.sent.pending_rexmits() == 0 || self.pipe() >= self.cc.cwnd()
+        } else {
+            self.scoreboard.is_empty()
+        };
+        let may = self.sack_enabled
+            && matches!(
+                self.state,
+                State::Established
+                    | State::CloseWait
+                    | State::FinWait1
+                    | State::Closing
+                    | State::LastAck
+            )
+            && quiet
+            && self.snd_max > self.snd_una
+            && self.tlp.end_seq.is_none();
+        if !may {
+            self.timers.loss_probe = None;
+            return;
+        }
+        if !restart && self.timers.loss_probe.is_some() {
+            return;
+        }
+        let one_segment = self.snd_max.since(self.snd_una) <= self.smss();
+        let pto = super::rack::probe_timeout(self.rtt.srtt(), one_segment);
+        let mut at = now + pto;
+        if let Some(rto) = self.timers.retransmit {
+            at = at.min(rto);
+        }
+        self.timers.loss_probe = Some(at);
+    }
+
+    /// RFC 2018 §8 / RFC 6675 §5.1: the cumulative ACK stopped at (or inside) data the receiver
+    /// had SACKed: it reneged, and the SACK information is void. Forget it, so that the data
+    /// is resent: by RACK if it was sent before something now delivered (the retransmission
+    /// that filled the hole below it, usually), else by the retransmission timer — which would
+    /// otherwise have skipped it as SACKed and found nothing to resend.
+    fn sack_reneged(&mut self, env: &mut Env<'_, '_>) {
+        env.cx.inc(Counter::TcpExtTCPSACKReneging);
+        self.scoreboard.clear();
+        self.sent.clear_sacked();
+    }
+
     /// RFC 5681 §3.2 steps 2-3 / RFC 6675 §5 steps 4.1-4.3: fast retransmit and recovery.
-    fn enter_recovery(&mut self, env: &mut Env<'_, '_>, mss: u32) {
+    pub(crate) fn enter_recovery(&mut self, env: &mut Env<'_, '_>, mss: u32) {
         let flight = self.snd_max.since(self.snd_una);
         self.cc.on_congestion_event(flight, mss, env.now());
         self.in_recovery = true;
@@ -1107,6 +1357,8 @@ impl Tcb {
         self.rexmit_next = Some(self.snd_una);
         self.rexmit_high = self.snd_una;
         self.stats.fast_retrans += 1;
+        self.tlp.end_seq = None;
+        self.rto_undo = None;
         env.cx.inc(Counter::TcpExtTCPFastRetrans);
         if self.sack_enabled {
             env.cx.inc(Counter::TcpExtTCPSackRecovery);
@@ -1116,6 +1368,21 @@ impl Tcb {
             self.cc.set_cwnd(cw.saturating_add(3 * mss));
         }
     }
+}
+
+/// RFC 2883 §4: the first SACK block reports a duplicate segment (D-SACK) when it lies below
+/// the cumulative ACK, or inside the second block.
+fn is_dsack(blocks: &[SackBlock], ack: SeqNum) -> bool {
+    let Some(first) = blocks.first() else {
+        return false;
+    };
+    if first.left >= first.right {
+        return false;
+    }
+    first.right <= ack
+        || blocks
+            .get(1)
+            .is_some_and(|b| b.left <= first.left && first.right <= b.right)
 }
 
 /// RFC 7323 §2.3: the smallest shift that lets the 16-bit window cover `buf` bytes (max 14).

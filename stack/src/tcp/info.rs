@@ -21,6 +21,11 @@ pub struct TcpInfo {
     pub recv_queue: usize,
     /// Bytes not yet acknowledged by the peer (`Send-Q`); for a listener, the backlog.
     pub send_queue: usize,
+    /// Bytes of receive buffer storage allocated (it grows with the bytes held and may be
+    /// given back once drained: `ring.rs`), like `ss -m`'s `r`.
+    pub rcv_storage: usize,
+    /// Bytes of send buffer storage allocated, like `ss -m`'s `t`.
+    pub snd_storage: usize,
     /// Congestion control algorithm.
     pub congestion: &'static str,
     /// Our MSS for sending (after options).
@@ -57,6 +62,20 @@ pub struct TcpInfo {
     pub timeouts: u64,
     /// Fast retransmits.
     pub fast_retrans: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub loss_probes: u64,
+    /// Segments RACK deemed lost by time (RFC 8985 §6).
+    pub rack_lost: u64,
+    /// Retransmissions found lost.
+    pub lost_retrans: u64,
+    /// Timeouts found spurious and undone (RFC 3522).
+    pub spurious_rtos: u64,
+    /// Segments deemed lost now and not yet delivered (`tcpi_lost`).
+    pub lost: u32,
+    /// Reordering was observed (RACK widens its reordering window).
+    pub reordering_seen: bool,
+    /// Minimum RTT measured (RACK.min_RTT).
+    pub min_rtt: Option<Duration>,
     /// Bytes sent (first transmissions).
     pub bytes_sent: u64,
     /// Bytes retransmitted.
@@ -91,6 +110,8 @@ impl TcpInfo {
             remote: t.remote,
             recv_queue: t.rcv_buf.len(),
             send_queue: t.snd_buf.len(),
+            rcv_storage: t.rcv_buf.storage(),
+            snd_storage: t.snd_buf.storage(),
             congestion: t.cc.name(),
             mss: t.smss(),
             peer_mss: t.peer_mss,
@@ -109,6 +130,13 @@ impl TcpInfo {
             total_retrans: t.stats.retrans_segs,
             timeouts: t.stats.timeouts,
             fast_retrans: t.stats.fast_retrans,
+            loss_probes: t.stats.loss_probes,
+            rack_lost: t.stats.rack_lost,
+            lost_retrans: t.stats.lost_retrans,
+            spurious_rtos: t.stats.spurious_rtos,
+            lost: t.sent.lost_segs(),
+            reordering_seen: t.rack.reordering_seen,
+            min_rtt: t.rack.min_rtt(),
             bytes_sent: t.stats.bytes_sent,
             bytes_retrans: t.stats.bytes_retrans,
             bytes_acked: t.stats.bytes_acked,
@@ -119,7 +147,7 @@ impl TcpInfo {
             data_segs_out: t.stats.data_segs_out,
             ofo_bytes: t.reasm.bytes(),
             sacked: t.scoreboard.sacked_bytes(),
-            in_recovery: t.in_recovery,
+            in_recovery: t.recovering(),
             error: t.error,
         }
     }
@@ -131,6 +159,8 @@ impl TcpInfo {
             remote: SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),
             recv_queue: queued,
             send_queue: backlog,
+            rcv_storage: 0,
+            snd_storage: 0,
             congestion: "",
             mss: 0,
             peer_mss: 0,
@@ -149,6 +179,13 @@ impl TcpInfo {
             total_retrans: 0,
             timeouts: 0,
             fast_retrans: 0,
+            loss_probes: 0,
+            rack_lost: 0,
+            lost_retrans: 0,
+            spurious_rtos: 0,
+            lost: 0,
+            reordering_seen: false,
+            min_rtt: None,
             bytes_sent: 0,
             bytes_retrans: 0,
             bytes_acked: 0,
@@ -199,6 +236,9 @@ impl fmt::Display for TcpInfo {
                 self.rttvar.total_micros() as f64 / 1000.0
             )?;
         }
+        if let Some(m) = self.min_rtt {
+            write!(f, " minrtt:{:.3}", m.total_micros() as f64 / 1000.0)?;
+        }
         write!(f, " mss:{} cwnd:{}", self.mss, self.cwnd / self.mss.max(1))?;
         if self.ssthresh != u32::MAX {
             write!(f, " ssthresh:{}", self.ssthresh / self.mss.max(1))?;
@@ -218,6 +258,17 @@ impl fmt::Display for TcpInfo {
             self.backoff,
             self.total_retrans,
             self.sacked
-        )
+        )?;
+        if self.lost > 0 {
+            write!(f, " lost:{}", self.lost)?;
+        }
+        if self.loss_probes > 0 {
+            write!(f, " tlp:{}", self.loss_probes)?;
+        }
+        if self.reordering_seen {
+            write!(f, " reord_seen")?;
+        }
+        write!(f, " storage:r{},t{}", self.rcv_storage, self.snd_storage)?;
+        Ok(())
     }
 }

@@ -26,8 +26,8 @@
 //! `seq` (sequence arithmetic), `segment`/`options` (wire format), `state`, `connection` (TCB
 //! and arrival processing), `output` (what to send), `user` (application calls), `timers`,
 //! `listener` (passive open, SYN cookies in `syn_cookie`), `send_buffer`/`recv_buffer`/
-//! `reassembly` (data), `sack` (scoreboard), `rtt`, `congestion/*`, `isn`, `ports`, `reset`,
-//! `info`.
+//! `reassembly` (data), `sack` (scoreboard), `rack` (RACK-TLP loss detection and the
+//! per-segment transmit records), `rtt`, `congestion/*`, `isn`, `ports`, `reset`, `info`.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -49,6 +49,7 @@ mod listener;
 pub mod options;
 mod output;
 pub mod ports;
+pub mod rack;
 pub mod reassembly;
 pub mod recv_buffer;
 pub mod reset;
@@ -89,6 +90,12 @@ pub struct TcpConfig {
     pub rcv_buf: usize,
     /// Send buffer size per connection, bytes.
     pub snd_buf: usize,
+    /// Buffer memory pressure threshold, bytes (Linux's `tcp_mem[1]`): while the send/receive
+    /// buffer storage of all connections together exceeds it, every buffer that drains gives
+    /// its storage back (counted in `TcpBufReleases`); below it drained buffers keep theirs for
+    /// reuse. Storage grows with the bytes held (`ring.rs`), so this bounds what idle
+    /// connections hold, never what a window promised. `TcpBufMemory` is the total in use.
+    pub buffer_pressure: usize,
     /// Lower bound on the retransmission timeout (RFC 6298 says 1 s; Linux uses 200 ms).
     pub min_rto: Duration,
     /// TIME-WAIT duration (2*MSL).
@@ -142,6 +149,7 @@ impl Default for TcpConfig {
             seed: 0,
             rcv_buf: 256 * 1024,
             snd_buf: 256 * 1024,
+            buffer_pressure: 64 * 1024 * 1024,
             min_rto: Duration::from_millis(200),
             time_wait: Duration::from_secs(60),
             max_rto: Duration::from_secs(120),
@@ -235,10 +243,11 @@ pub struct TcpTransmit {
     pub len: usize,
 }
 
-/// A listener or a connection.
+/// A listener or a connection. Both boxed, so that a socket slot is a pointer, not the size
+/// of a listener, times every connection.
 #[derive(Debug)]
 enum Socket {
-    Listener(Listener),
+    Listener(Box<Listener>),
     Conn(Box<Tcb>),
 }
 
@@ -265,6 +274,8 @@ pub struct TcpLayer {
     ts_secret: Secret,
     cookie_secret: Secret,
     ports: PortAllocator,
+    /// Storage of every connection's buffers.
+    buffers: ring::BufferMemory,
 }
 
 impl TcpLayer {
@@ -284,6 +295,7 @@ impl TcpLayer {
             ts_secret: Secret::new(seed, 2),
             cookie_secret: Secret::new(seed, 3),
             ports: PortAllocator::new(seed),
+            buffers: ring::BufferMemory::new(config.buffer_pressure),
             config,
         }
     }
@@ -472,9 +484,18 @@ impl TcpLayer {
             let mss = (mtu as usize).saturating_sub(40).clamp(88, 65535) as u16;
             if mss < tcb.pmtu_mss {
                 tcb.pmtu_mss = mss;
-                // Retransmit what is in flight in smaller segments (no congestion response).
+                // Retransmit what is in flight in smaller segments (no congestion response):
+                // with SACK by marking it lost (the records split as it is resent), without by
+                // going back to SND.UNA.
                 if tcb.state.is_synchronized() {
-                    tcb.snd_nxt = tcb.snd_una;
+                    if tcb.sack_enabled {
+                        tcb.sent.mark_all_lost();
+                        // Not a congestion signal: no recovery (and no cwnd reduction) for
+                        // what was in flight.
+                        tcb.recover = tcb.snd_max;
+                    } else {
+                        tcb.snd_nxt = tcb.snd_una;
+                    }
                 }
             }
         } else if hard && tcb.state == State::SynSent {
@@ -561,6 +582,7 @@ impl TcpLayer {
         let Some(Socket::Conn(tcb)) = self.sockets.get_mut(h) else {
             return;
         };
+        tcb.settle_buffers(&mut self.buffers, cx);
         if tcb.state != State::Closed {
             if !tcb.in_tx_queue {
                 tcb.in_tx_queue = true;
@@ -583,7 +605,9 @@ impl TcpLayer {
             if let Some(t) = timer_key {
                 self.timers.remove(&(t, h));
             }
-            self.sockets.remove(h);
+            if let Some(Socket::Conn(t)) = self.sockets.remove(h) {
+                t.forget_buffers(&mut self.buffers, cx);
+            }
             cx.notify(h);
         }
     }
@@ -668,12 +692,12 @@ impl TcpLayer {
         if self.sockets.len() >= self.config.max_sockets {
             return Err(TcpError::NoPorts);
         }
-        let h = self.sockets.insert(Socket::Listener(Listener::new(
+        let h = self.sockets.insert(Socket::Listener(Box::new(Listener::new(
             local,
             backlog.max(1),
             self.config.syn_backlog,
             options,
-        )));
+        ))));
         self.listeners.insert(local, h);
         Ok(h)
     }
@@ -777,8 +801,9 @@ impl TcpLayer {
     }
 
     /// Zero-copy [`TcpLayer::send`]: lends `f` the contiguous free space of the send buffer —
-    /// only the first part of it when the free space wraps around the end of the ring, so one
-    /// call may offer less than [`TcpLayer::send_space`] — and queues the first `f(..)` bytes
+    /// only the first part of it when the free space wraps around the end of the ring, and only
+    /// the ring's storage (4 KiB at first, doubled each time a call finds it full, up to the
+    /// capacity), so one call may offer less than [`TcpLayer::send_space`] — and queues the first `f(..)` bytes
     /// of it (`f` returns how many it wrote; more than it was lent counts as all of it). The
     /// lent bytes are stale until written. Errors as `send`; `WouldBlock` (without calling `f`)
     /// when the buffer is full. Output is triggered as by `send`.
@@ -880,6 +905,11 @@ impl TcpLayer {
     /// Every socket handle (listeners and connections), for `ss`-like listings.
     pub fn handles(&self) -> impl Iterator<Item = TcpHandle> + '_ {
         self.sockets.keys()
+    }
+
+    /// Bytes of send/receive buffer storage held by all connections (the `TcpBufMemory` gauge).
+    pub fn buffer_memory(&self) -> usize {
+        self.buffers.in_use()
     }
 
     /// Number of sockets (listeners + connections, including TIME-WAIT and half-open ones).

@@ -1,5 +1,6 @@
 //! The SACK scoreboard of the sender (RFC 6675 §3, §4): which bytes above SND.UNA the receiver
-//! reported holding, and the derived quantities loss recovery needs (holes, `IsLost`, `pipe`).
+//! reported holding, and derived quantities (holes, `IsLost`). Which segments are lost, and
+//! `pipe`, come from the per-segment records in `rack.rs` (RACK, RFC 8985), which consult it.
 
 use super::options::SackBlock;
 use super::reassembly::RangeSet;
@@ -62,6 +63,11 @@ impl Scoreboard {
     /// If `seq` is SACKed, the end of its range.
     pub fn sacked_end(&self, seq: SeqNum) -> Option<SeqNum> {
         self.sacked.containing(seq).map(|(_, e)| e)
+    }
+
+    /// Whether `[from, to)` is SACKed entirely.
+    pub fn covers(&self, from: SeqNum, to: SeqNum) -> bool {
+        self.sacked.containing(from).is_some_and(|(_, e)| to <= e)
     }
 
     /// SACKed bytes within `[from, to)`.

@@ -2,8 +2,9 @@
 //! (RFC 9293 §3.3.1, from SND.UNA up), as a scatter-gather queue.
 //!
 //! Bytes come in two kinds, kept in stream order:
-//! - **ring bytes**, copied in by SEND (or written in place), held in a [`ByteRing`] of fixed
-//!   capacity allocated on first write, so that idle and listening sockets cost nothing;
+//! - **ring bytes**, copied in by SEND (or written in place), held in a [`ByteRing`] whose
+//!   storage is allocated on first write and grows with the bytes held, up to the capacity (see
+//!   `ring.rs`), so that idle and listening sockets cost nothing and small messages little;
 //! - **external chunks**: ranges of shared, immutable memory the application lent by reference
 //!   ([`SendBuffer::write_external`]: a file mapping for `send_file`, a shared buffer). They are
 //!   never copied into the buffer; segmentation copies them straight into the frame (the one
@@ -43,7 +44,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::ring::ByteRing;
+use super::ring::{BufferMemory, ByteRing};
+use crate::counters::Counters;
 
 /// Shared, immutable memory the send buffer can reference instead of copying (a file
 /// mapping, a `Vec<u8>`, a `Box<[u8]>`...).
@@ -126,6 +128,14 @@ impl SendBuffer {
         }
     }
 
+    /// A buffer of capacity `cap` whose ring storage starts at `initial` bytes.
+    pub fn with_initial(cap: usize, initial: usize) -> SendBuffer {
+        SendBuffer {
+            ring: ByteRing::with_initial(cap, initial),
+            ..SendBuffer::default()
+        }
+    }
+
     /// Bytes held (sent-unacknowledged plus unsent), ring and external.
     pub fn len(&self) -> usize {
         self.ring.len() + self.external_len
@@ -144,6 +154,11 @@ impl SendBuffer {
     /// Room for more bytes (ring or external: both count).
     pub fn free(&self) -> usize {
         self.capacity().saturating_sub(self.len())
+    }
+
+    /// Bytes of ring storage allocated (external chunks are the application's memory).
+    pub fn storage(&self) -> usize {
+        self.ring.storage()
     }
 
     /// External bytes held (by reference).
@@ -325,6 +340,33 @@ impl SendBuffer {
         self.chunks = VecDeque::new();
         self.external_len = 0;
     }
+
+    /// Releases the ring storage if no ring byte is held (external chunks stay queued), and
+    /// the chunk queue's memory if no chunk is; returns whether there was ring storage to
+    /// release.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.chunks.is_empty() && self.chunks.capacity() != 0 {
+            self.chunks = VecDeque::new();
+        }
+        self.ring.release_if_empty()
+    }
+
+    /// Whether `mem`'s count of buffer storage is up to date with this buffer.
+    #[inline]
+    pub fn accounted(&self) -> bool {
+        self.ring.accounted()
+    }
+
+    /// Brings `mem`'s count of buffer storage up to date with this buffer.
+    #[inline]
+    pub fn account(&mut self, mem: &mut BufferMemory, counters: &mut Counters) {
+        mem.account(&mut self.ring, counters);
+    }
+
+    /// Removes this buffer from `mem`'s count (its connection is being dropped).
+    pub fn forget(&self, mem: &mut BufferMemory, counters: &mut Counters) {
+        mem.forget(&self.ring, counters);
+    }
 }
 
 #[cfg(test)]
@@ -361,9 +403,47 @@ mod tests {
     }
 
     #[test]
-    fn lazily_allocated() {
-        let b = SendBuffer::new(1 << 20);
+    fn lazily_allocated_and_grown_with_the_bytes_held() {
+        let mut b = SendBuffer::new(1 << 20);
         assert!(!b.ring.is_allocated());
+        assert_eq!(b.write(b"x"), 1);
+        assert_eq!(b.storage(), super::super::ring::INITIAL_STORAGE);
+        assert_eq!(b.write(&[7u8; 100_000]), 100_000);
+        assert_eq!(b.storage(), 128 * 1024, "doubled until it fits");
+        assert_eq!(b.free(), (1 << 20) - 100_001, "space is the capacity's");
+        assert!(!b.release_if_empty(), "bytes held");
+        b.consume(100_001);
+        assert!(b.release_if_empty());
+        assert_eq!((b.storage(), b.free()), (0, 1 << 20));
+    }
+
+    #[test]
+    fn growth_keeps_ring_bytes_around_external_chunks_in_order() {
+        let mut b = SendBuffer::with_initial(64, 4);
+        let x = shared(b"0123456789");
+        assert_eq!(b.write(b"abc"), 3);
+        b.consume(2); // the ring's head moves: the next ring bytes wrap
+        assert_eq!(b.write_external(&x, 0..4), Queued::Referenced(4));
+        assert_eq!(b.write(b"de"), 2);
+        assert_eq!(b.storage(), 4, "c d e wrap within 4 bytes");
+        assert_eq!(b.write_external(&x, 6..8), Queued::Referenced(2));
+        assert_eq!(b.write(b"fghij"), 5);
+        assert_eq!(b.storage(), 8);
+        assert_eq!(all(&b), b"c0123de67fghij");
+        let w = b.writable();
+        assert_eq!(w.len(), 8, "the storage was full: grown to 16");
+        w[..2].copy_from_slice(b"kl");
+        assert_eq!(b.commit(2), 2);
+        assert_eq!(all(&b), b"c0123de67fghijkl");
+        b.consume(5); // c 0 1 2 3
+        assert_eq!(
+            Arc::strong_count(&x),
+            2,
+            "the first chunk released, the second queued"
+        );
+        b.consume(4); // d e 6 7
+        assert_eq!(Arc::strong_count(&x), 1);
+        assert_eq!(all(&b), b"fghijkl");
     }
 
     #[test]
@@ -594,6 +674,7 @@ mod tests {
         External(usize, usize, usize),
         Commit(usize, u8),
         Consume(usize),
+        Release,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -603,12 +684,14 @@ mod tests {
             3 => (0..3usize, 0..34usize, 0..7usize).prop_map(|(i, a, n)| Op::External(i, a, a + n)),
             1 => (0..20usize, any::<u8>()).prop_map(|(n, v)| Op::Commit(n, v)),
             1 => (0..30usize).prop_map(Op::Consume),
+            1 => Just(Op::Release),
         ]
     }
 
     proptest! {
         /// Against a model (a plain byte vector): any mix of copied, in-place and external
-        /// writes and acknowledgements reads back the same stream at every offset, stays
+        /// writes, acknowledgements and releases of drained storage, with the ring's storage
+        /// growing from 4 bytes, reads back the same stream at every offset, stays
         /// within the capacity and the descriptor limit, and holds a reference to exactly the
         /// external memory still unacknowledged.
         #[test]
@@ -616,7 +699,8 @@ mod tests {
             let mems: Vec<SharedBytes> = (0..3u8)
                 .map(|i| Arc::new((0..40u8).map(|j| i * 64 + j).collect::<Vec<u8>>()) as SharedBytes)
                 .collect();
-            let mut b = SendBuffer::new(48);
+            // Storage of 4 bytes at first: every write may grow the ring, wrapped or not.
+            let mut b = SendBuffer::with_initial(48, 4);
             let mut model: Vec<u8> = Vec::new();
             for op in ops {
                 match op {
@@ -643,7 +727,14 @@ mod tests {
                         b.consume(n);
                         model.drain(..n.min(model.len()));
                     }
+                    Op::Release => {
+                        let ring_bytes = b.len() - b.external_len();
+                        let had = b.storage();
+                        prop_assert_eq!(b.release_if_empty(), ring_bytes == 0 && had > 0);
+                        prop_assert_eq!(b.storage() == 0, ring_bytes == 0 || had == 0);
+                    }
                 }
+                prop_assert!(b.storage() <= 48);
                 prop_assert_eq!(b.len(), model.len());
                 prop_assert_eq!(b.free(), 48 - model.len());
                 prop_assert!(b.chunks() <= b.max_chunks());

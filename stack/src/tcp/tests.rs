@@ -878,7 +878,10 @@ fn retransmission_timeout_aborts_after_max_retries() {
     });
     assert_eq!(net.a.tcp.take_error(c), Some(TcpError::TimedOut));
     assert_eq!(net.a.counters.get(Counter::TcpExtTCPTimeouts), 3);
-    assert_eq!(net.a.counters.get(Counter::TcpRetransSegs), 3);
+    // One tail loss probe (RFC 8985 §7) before the first timeout, then one retransmission per
+    // timeout.
+    assert_eq!(net.a.counters.get(Counter::TcpExtTCPLossProbes), 1);
+    assert_eq!(net.a.counters.get(Counter::TcpRetransSegs), 4);
 }
 
 #[test]
@@ -1693,17 +1696,22 @@ fn zero_copy_calls_report_errors_and_eof_like_send_and_recv() {
         net.b.with(now, |tcp, cx| tcp.recv_with(cx, s, never)),
         Err(TcpError::WouldBlock)
     );
-    // `f` claiming more than it was lent counts as all of it.
-    let n = net
-        .a
-        .with(now, |tcp, cx| {
+    // `f` claiming more than it was lent counts as all of it: the ring's storage (4 KiB at
+    // first), then each doubling of it, up to the capacity.
+    let mut lent = Vec::new();
+    while net.a.tcp.send_space(c) > 0 && lent.len() < 10 {
+        let first = lent.is_empty();
+        let n = net.a.with(now, |tcp, cx| {
             tcp.send_with(cx, c, |room| {
-                room[..5].copy_from_slice(b"hello");
+                if first {
+                    room[..5].copy_from_slice(b"hello");
+                }
                 usize::MAX
             })
-        })
-        .unwrap();
-    assert_eq!(n, 256 * 1024, "clamped to the lent (empty, unwrapped) ring");
+        });
+        lent.push(n.unwrap());
+    }
+    assert_eq!(lent, [4096, 4096, 8192, 16384, 32768, 65536, 131072]);
     assert_eq!(net.a.tcp.send_space(c), 0);
     assert_eq!(
         net.a.with(now, |tcp, cx| tcp
@@ -2048,4 +2056,92 @@ fn megabyte_copy_accounting_clean_link() {
 #[test]
 fn megabyte_copy_accounting_with_retransmissions() {
     megabyte_copy_accounting(41);
+}
+
+/// A timeout during fast recovery must not cut ssthresh a second time: the recovery's entry
+/// already reduced it for this loss (RFC 5681 §3.1 holds ssthresh for a repeated timeout of the
+/// same data; Linux's `tcp_enter_loss` keeps it when recovery is under way). It used to be
+/// reduced again, from the already reduced cwnd: 0.7 * 0.7 with CUBIC.
+#[test]
+fn rto_during_fast_recovery_keeps_ssthresh() {
+    let mut net = Net::pair(31, Impair::default());
+    let (c, s) = net.establish();
+    net.drop_a_data = vec![0];
+    let data = pattern(30 * 1448, 3);
+    let now = net.now;
+    let n = net.a.with(now, |tcp, cx| tcp.send(cx, c, &data)).unwrap();
+    assert_eq!(n, data.len());
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.a.tcp.info(c).unwrap().in_recovery
+    }));
+    let entry = net.a.tcp.info(c).unwrap();
+    assert!(entry.ssthresh < u32::MAX, "recovery reduced ssthresh");
+    // The path dies: the recovery can only end by a timeout.
+    net.blackhole_a = true;
+    net.blackhole_b = true;
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        n.a.tcp.info(c).unwrap().timeouts >= 1
+    }));
+    let after = net.a.tcp.info(c).unwrap();
+    assert_eq!(
+        after.ssthresh, entry.ssthresh,
+        "ssthresh held across the RTO"
+    );
+    assert_eq!(after.cwnd, after.mss, "cwnd restarts from one segment");
+    // The path heals and the transfer completes.
+    net.blackhole_a = false;
+    net.blackhole_b = false;
+    let mut got = Vec::new();
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        let mut buf = [0u8; 8192];
+        let now = n.now;
+        while let Ok(k) = n.b.with(now, |tcp, cx| tcp.recv(cx, s, &mut buf)) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == data.len()
+    }));
+    assert!(got == data);
+}
+
+/// SACK recovery ends with cwnd = ssthresh (RFC 6675; Linux's `tcp_end_cwnd_reduction`). It used
+/// to apply NewReno's burst guard (RFC 6582 §3.2 step 3 option 1, min(ssthresh, FlightSize +
+/// SMSS)), which collapses cwnd to two segments whenever the flight is empty at the full ACK —
+/// an application-limited sender, or a receiver that ACKs a whole flight at once.
+#[test]
+fn sack_recovery_exit_keeps_cwnd_at_ssthresh() {
+    let mut net = Net::pair(32, Impair::default());
+    let (c, _s) = net.establish();
+    net.drop_a_data = vec![0];
+    let data = pattern(12 * 1448, 4);
+    let now = net.now;
+    net.a.with(now, |tcp, cx| tcp.send(cx, c, &data)).unwrap();
+    let mut recovered = false;
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        let i = n.a.tcp.info(c).unwrap();
+        recovered |= i.in_recovery;
+        recovered && !i.in_recovery && i.unacked == 0
+    }));
+    let i = net.a.tcp.info(c).unwrap();
+    assert_eq!(i.timeouts, 0);
+    assert_eq!(i.total_retrans, 1);
+    assert!(i.ssthresh > 2 * i.mss, "{i}");
+    assert_eq!(i.cwnd, i.ssthresh, "{i}");
+}
+
+/// Several holes in one window are each resent exactly once, without a timeout: the records
+/// keep a retransmission in flight from being sent again, and SACKed data is never resent.
+#[test]
+fn several_losses_in_one_window_are_each_resent_once() {
+    let mut net = Net::pair(33, Impair::default());
+    let (c, s) = net.establish();
+    net.drop_a_data = vec![2, 5, 9, 14];
+    let mut flows = [Flow::new(true, c, s, pattern(60 * 1448, 9))];
+    transfer(&mut net, &mut flows, Duration::from_secs(10));
+    let i = net.a.tcp.info(c).unwrap();
+    assert_eq!(i.timeouts, 0, "{i}");
+    assert_eq!(i.total_retrans, 4, "exactly the lost segments: {i}");
+    assert_eq!(net.a.counters.get(Counter::TcpExtTCPLossProbes), 0);
 }

@@ -23,6 +23,11 @@ pub enum TimerKind {
     Keepalive,
     /// TIME-WAIT (2*MSL), or the FIN-WAIT-2 timeout of an orphaned connection.
     Linger,
+    /// Tail loss probe timeout (PTO). RFC 8985 §7.
+    LossProbe,
+    /// RACK reordering timer: look again for segments that were not yet late enough to be
+    /// deemed lost. RFC 8985 §6.2 step 5.
+    Reorder,
 }
 
 /// All deadlines of one connection.
@@ -38,6 +43,10 @@ pub struct Timers {
     pub keepalive: Option<Instant>,
     /// TIME-WAIT / FIN-WAIT-2 deadline.
     pub linger: Option<Instant>,
+    /// Probe timeout deadline (armed alongside the retransmission timer, never after it).
+    pub loss_probe: Option<Instant>,
+    /// RACK reordering deadline.
+    pub reorder: Option<Instant>,
 }
 
 impl Timers {
@@ -49,6 +58,8 @@ impl Timers {
             self.delayed_ack,
             self.keepalive,
             self.linger,
+            self.loss_probe,
+            self.reorder,
         ]
         .into_iter()
         .flatten()
@@ -57,8 +68,12 @@ impl Timers {
 
     /// The first timer that has expired at `now`, clearing it. Call repeatedly until `None`.
     pub fn take_expired(&mut self, now: Instant) -> Option<TimerKind> {
-        let slots: [(&mut Option<Instant>, TimerKind); 5] = [
+        // The probe runs before the retransmission timer it may share a deadline with: it
+        // re-arms that timer (RFC 8985 §7.3).
+        let slots: [(&mut Option<Instant>, TimerKind); 7] = [
             (&mut self.linger, TimerKind::Linger),
+            (&mut self.reorder, TimerKind::Reorder),
+            (&mut self.loss_probe, TimerKind::LossProbe),
             (&mut self.retransmit, TimerKind::Retransmit),
             (&mut self.persist, TimerKind::Persist),
             (&mut self.delayed_ack, TimerKind::DelayedAck),
@@ -101,6 +116,19 @@ impl Tcb {
                 self.set_state(env.cx, State::Closed);
             }
             TimerKind::Retransmit => self.on_rto(env),
+            TimerKind::LossProbe => self.on_probe_timeout(env),
+            TimerKind::Reorder => {
+                if self.sack_enabled && self.snd_max > self.snd_una {
+                    self.rack_detect_loss(env);
+                    if self.sent.pending_rexmits() > 0
+                        && !self.recovering()
+                        && self.snd_una >= self.recover
+                    {
+                        let mss = self.smss();
+                        self.enter_recovery(env, mss);
+                    }
+                }
+            }
             TimerKind::Persist => {
                 if self.snd_wnd == 0 {
                     self.probe_now = true;
@@ -208,17 +236,29 @@ impl Tcb {
                 env.cx.inc(Counter::TcpExtTCPTimeouts);
                 self.stats.timeouts += 1;
                 let mss = self.smss();
-                if self.rtt.backoff() == 0 {
+                if self.ts_enabled && self.sack_enabled && self.rto_undo.is_none() {
+                    // The first timeout of this episode: remember what to undo should it
+                    // prove spurious (RFC 3522); its retransmission carries this TSval.
+                    self.rto_undo = Some(super::connection::RtoUndo {
+                        cwnd: self.cc.cwnd(),
+                        ssthresh: self.cc.ssthresh(),
+                        tsval: self.ts_now(now),
+                    });
+                }
+                if self.rtt.backoff() == 0 && !self.in_recovery {
                     // RFC 5681 §3.1 equation (4), then cwnd = LW = 1 SMSS.
                     self.cc.on_rto(self.snd_max.since(self.snd_una), mss);
                 } else {
-                    // Repeated timeout of the same data: ssthresh is held constant.
+                    // Repeated timeout of the same data, or a timeout during fast recovery
+                    // (whose entry already reduced ssthresh for this loss, as Linux's
+                    // tcp_enter_loss keeps it): ssthresh is held, only cwnd restarts.
                     self.cc.set_cwnd(mss);
                 }
                 self.rtt.back_off();
-                if self.rtt.backoff() >= 2 {
+                if self.sack_enabled && self.rtt.backoff() >= 2 {
                     // The receiver may have reneged (RFC 2018 §8): stop trusting old SACKs.
                     self.scoreboard.clear();
+                    self.sent.clear_sacked();
                 }
                 self.in_recovery = false;
                 self.dupacks = 0;
@@ -226,10 +266,39 @@ impl Tcb {
                 self.recover = self.snd_max;
                 self.rexmit_high = self.snd_una;
                 self.rtt_timing = None;
-                self.snd_nxt = self.snd_una; // go back N, from SND.UNA (RFC 6298 §5.4)
+                self.tlp.end_seq = None;
+                self.tlp.pending = false;
+                self.timers.loss_probe = None;
+                self.timers.reorder = None;
+                if self.sack_enabled {
+                    // RFC 8985 §6.3: the head, and everything sent at least RACK.rtt +
+                    // reo_wnd ago, is lost; it is resent as the (restarted) window allows,
+                    // skipping what was SACKed, and RACK keeps finding lost retransmissions.
+                    let reo = self
+                        .rack
+                        .reo_wnd(true, self.sent.sacked_segs(), self.rtt.srtt());
+                    self.sent.mark_lost_on_rto(now, self.rack.rtt() + reo);
+                    self.rto_recovery = true;
+                } else {
+                    self.snd_nxt = self.snd_una; // go back N, from SND.UNA (RFC 6298 §5.4)
+                }
                 self.timers.retransmit = Some(self.rto_deadline(now));
             }
         }
+    }
+
+    /// RFC 8985 §7.3: the probe timeout expired. Sends one probe at the next transmit
+    /// opportunity — unless one is still outstanding or no RTT was sampled since the last —
+    /// and, either way, re-arms the retransmission timer.
+    fn on_probe_timeout(&mut self, env: &mut Env<'_, '_>) {
+        let now = env.now();
+        if self.snd_max == self.snd_una {
+            return;
+        }
+        if self.tlp.end_seq.is_none() && self.tlp.rtt_sampled {
+            self.tlp.pending = true;
+        }
+        self.timers.retransmit = Some(self.rto_deadline(now));
     }
 }
 

@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::connection::{Env, Tcb};
+use super::ring::BufferMemory;
 use super::send_buffer::{Queued, SharedBytes};
 use super::state::State;
 use super::{TcpError, TcpLayer};
@@ -44,7 +45,8 @@ impl Tcb {
     }
 
     /// SEND in place: lends `f` the contiguous free space of the send buffer (possibly only the
-    /// first part of it, when the free space wraps around the end of the ring) and queues the
+    /// first part of it, when the free space wraps around the end of the ring, or only the
+    /// ring's storage while it has not grown to the capacity) and queues the
     /// first `f(..)` bytes of it (clamped to the lent length). Errors as [`Tcb::send`];
     /// `WouldBlock` without calling `f` when the buffer is full.
     pub(crate) fn send_with(
@@ -262,6 +264,53 @@ impl Tcb {
         self.set_state(env.cx, State::Closed);
     }
 
+    /// After every event on the connection (`TcpLayer::settle`): gives back the storage of
+    /// drained buffers that will not be needed soon, then brings the layer's count of buffer
+    /// memory up to date. A drained buffer (nothing held, nothing out of order) releases its
+    /// storage when its direction is finished — the peer's FIN received or the connection
+    /// closed for the receive buffer, our FIN queued for the send buffer: no byte will come or
+    /// be written again — or while the layer's buffer memory is under pressure
+    /// ([`TcpConfig::buffer_pressure`](super::TcpConfig::buffer_pressure)). Otherwise it keeps
+    /// it: reusing it is free, while allocating it again (and growing it again, for a bulk
+    /// receiver that keeps draining its buffer) would not be.
+    #[inline]
+    pub(crate) fn settle_buffers(&mut self, mem: &mut BufferMemory, cx: &mut Cx<'_>) {
+        // The common case (called after every segment and call) in a few instructions.
+        if self.snd_buf.accounted() & self.rcv_buf.accounted() {
+            let finished = self.fin_received | self.fin_queued | (self.state == State::Closed);
+            if !(mem.under_pressure() | finished) {
+                return;
+            }
+        } else {
+            self.snd_buf.account(mem, cx.counters);
+            self.rcv_buf.account(mem, cx.counters);
+        }
+        self.release_drained_buffers(mem, cx);
+    }
+
+    /// The release half of [`settle_buffers`](Self::settle_buffers).
+    #[cold]
+    #[inline(never)]
+    fn release_drained_buffers(&mut self, mem: &mut BufferMemory, cx: &mut Cx<'_>) {
+        let pressure = mem.under_pressure();
+        if (pressure || self.fin_received || self.state == State::Closed)
+            && self.rcv_buf.release_if_empty()
+        {
+            cx.inc(Counter::TcpBufReleases);
+            self.rcv_buf.account(mem, cx.counters);
+        }
+        if (pressure || self.fin_queued) && self.snd_buf.release_if_empty() {
+            cx.inc(Counter::TcpBufReleases);
+            self.snd_buf.account(mem, cx.counters);
+        }
+    }
+
+    /// Removes the connection's buffers from the layer's count (it is being dropped).
+    pub(crate) fn forget_buffers(&self, mem: &mut BufferMemory, cx: &mut Cx<'_>) {
+        self.snd_buf.forget(mem, cx.counters);
+        self.rcv_buf.forget(mem, cx.counters);
+    }
+
     /// What the application may do without blocking (epoll semantics).
     pub(crate) fn readiness(&self) -> Readiness {
         let mut r = Readiness::NONE;
@@ -324,5 +373,106 @@ impl TcpLayer {
         let r = tcb.send_external(&mut env, bytes, range);
         self.settle(cx, h);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::super::ring::{BufferMemory, INITIAL_STORAGE};
+    use super::super::{SeqNum, TcpConfig};
+    use super::*;
+    use crate::counters::Counters;
+    use crate::socket::ReadinessQueue;
+    use crate::time::Instant;
+    use crate::trace::Tracer;
+
+    fn tcb(port: u16) -> Tcb {
+        let a = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), port);
+        let b = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let mut t = Tcb::new(
+            TcpHandle::default(),
+            &TcpConfig::default(),
+            a,
+            b,
+            SeqNum(1),
+            0,
+            Instant::from_millis(0),
+        );
+        t.state = State::Established;
+        t
+    }
+
+    #[test]
+    fn drained_buffers_keep_their_storage_unless_under_pressure_or_finished() {
+        let (mut counters, mut tracer, mut readiness) = (
+            Counters::default(),
+            Tracer::new(0),
+            ReadinessQueue::default(),
+        );
+        let mut cx = Cx {
+            now: Instant::from_millis(0),
+            frame: 0,
+            counters: &mut counters,
+            tracer: &mut tracer,
+            readiness: &mut readiness,
+        };
+        let page = INITIAL_STORAGE;
+        let mut mem = BufferMemory::new(3 * page);
+        let mut t = tcb(1);
+        t.snd_buf.write(b"request");
+        t.rcv_buf.write_at(0, b"response");
+        t.rcv_buf.commit(8);
+        t.settle_buffers(&mut mem, &mut cx);
+        assert_eq!(mem.in_use(), 2 * page);
+        // Drained below the threshold: the storage stays for the next message.
+        t.snd_buf.consume(7);
+        assert_eq!(t.rcv_buf.read(&mut [0; 8]), 8);
+        t.settle_buffers(&mut mem, &mut cx);
+        assert_eq!(mem.in_use(), 2 * page);
+        assert_eq!((t.snd_buf.storage(), t.rcv_buf.storage()), (page, page));
+
+        // Another connection takes the total over the threshold.
+        let mut u = tcb(2);
+        u.snd_buf.write(&[1; 6000]);
+        u.settle_buffers(&mut mem, &mut cx);
+        assert_eq!(mem.in_use(), 4 * page);
+        assert!(mem.under_pressure());
+        assert_eq!(cx.counters.get(Counter::TcpExtTCPMemoryPressures), 1);
+        // Out-of-order bytes stored beyond the (empty) readable ones keep the receive storage.
+        t.rcv_buf.write_at(100, b"later");
+        t.settle_buffers(&mut mem, &mut cx);
+        assert_eq!((t.snd_buf.storage(), t.rcv_buf.storage()), (0, page));
+        assert_eq!(
+            mem.in_use(),
+            3 * page,
+            "the drained send buffer gave its storage back"
+        );
+        assert_eq!(cx.counters.get(Counter::TcpBufReleases), 1);
+        assert_eq!(cx.counters.get(Counter::TcpBufMemory), 3 * page as u64);
+
+        // Below the threshold again, a finished direction still gives its storage back: our
+        // FIN queued, the send buffer acknowledged.
+        assert!(!mem.under_pressure());
+        u.fin_queued = true;
+        u.snd_buf.consume(6000);
+        u.settle_buffers(&mut mem, &mut cx);
+        assert_eq!((u.snd_buf.storage(), mem.in_use()), (0, page));
+        // And the peer's FIN: nothing will be received any more.
+        t.rcv_buf.write_at(0, &[0; 100]);
+        t.rcv_buf.commit(105);
+        t.fin_received = true;
+        t.settle_buffers(&mut mem, &mut cx);
+        assert_eq!(t.rcv_buf.storage(), page, "unread bytes are kept");
+        assert_eq!(t.rcv_buf.read(&mut [0; 200]), 105);
+        t.settle_buffers(&mut mem, &mut cx);
+        assert_eq!((t.rcv_buf.storage(), mem.in_use()), (0, 0));
+        assert_eq!(cx.counters.get(Counter::TcpBufReleases), 3);
+        assert_eq!(
+            cx.counters.get(Counter::TcpBufGrows),
+            3,
+            "three allocations (6000 bytes: 8 KiB at once)"
+        );
     }
 }

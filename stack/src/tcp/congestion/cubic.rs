@@ -65,6 +65,9 @@ impl CongestionControl for Cubic {
     fn set_cwnd(&mut self, cwnd: u32) {
         self.cwnd = cwnd;
     }
+    fn set_ssthresh(&mut self, ssthresh: u32) {
+        self.ssthresh = ssthresh;
+    }
     fn on_ack(&mut self, acked: u32, mss: u32, now: Instant, rtt: Option<Duration>) {
         let mut acked = acked;
         if self.cwnd < self.ssthresh {

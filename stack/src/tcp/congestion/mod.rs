@@ -30,6 +30,8 @@ pub trait CongestionControl {
     fn ssthresh(&self) -> u32;
     /// Overrides cwnd (the core's recovery procedures inflate/deflate it).
     fn set_cwnd(&mut self, cwnd: u32);
+    /// Overrides ssthresh (undoing the reduction of a spurious timeout, RFC 4015).
+    fn set_ssthresh(&mut self, ssthresh: u32);
     /// `acked` new bytes were cumulatively acknowledged outside loss recovery. `rtt` is the
     /// smoothed RTT when known.
     fn on_ack(&mut self, acked: u32, mss: u32, now: Instant, rtt: Option<Duration>);
@@ -86,6 +88,9 @@ impl CongestionControl for Congestion {
     }
     fn set_cwnd(&mut self, cwnd: u32) {
         dispatch!(self, c => c.set_cwnd(cwnd))
+    }
+    fn set_ssthresh(&mut self, ssthresh: u32) {
+        dispatch!(self, c => c.set_ssthresh(ssthresh))
     }
     fn on_ack(&mut self, acked: u32, mss: u32, now: Instant, rtt: Option<Duration>) {
         dispatch!(self, c => c.on_ack(acked, mss, now, rtt))
