@@ -5,36 +5,23 @@
 //! Needs root and `ip`/`ethtool`. Without them the tests print why and pass, unless
 //! `RINGSTACK_REQUIRE_LAB=1` (CI) makes them fail. Processes are ended by PID.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const EXE: &str = env!("CARGO_BIN_EXE_ringstack");
-
-static SERIAL: Mutex<()> = Mutex::new(());
+use common::{have, serial, skip, EXE};
 
 fn lab_possible() -> bool {
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let tools = ["ip", "ethtool"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if root && tools {
+    if root && have("ip") && have("ethtool") {
         return true;
     }
-    let why = "needs root and the Debian packages iproute2 and ethtool";
-    assert!(
-        std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() != Ok("1"),
-        "lab required (RINGSTACK_REQUIRE_LAB=1): {why}"
-    );
-    eprintln!("SKIPPED: {why}");
+    skip("needs root and the Debian packages iproute2 and ethtool");
     false
 }
 
@@ -112,7 +99,7 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn sigterm_tears_the_lab_down() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     if !lab_possible() {
         return;
     }
@@ -138,7 +125,7 @@ fn sigterm_tears_the_lab_down() {
 
 #[test]
 fn a_sigkilled_lab_does_not_leave_serve_running() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     if !lab_possible() {
         return;
     }

@@ -7,145 +7,56 @@
 //! installs them). Without them the tests print why and pass, unless `RINGSTACK_REQUIRE_LAB=1`
 //! (CI) makes them fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use ringstack_nic::lab::{lab_namespaces, Lab, LabError, LabLink};
-use sha2::{Digest, Sha256};
-
-const RS: &str = "198.18.0.2";
-const KERNEL: &str = "198.18.0.1";
-
-fn sha256_file(p: &Path) -> String {
-    let data = std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-    hex(&Sha256::digest(&data))
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The lab, or `None` (test skipped) when this machine cannot host it.
-fn lab_or_skip(link: LabLink) -> Option<Lab> {
-    match Lab::create(link) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            if std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
-}
-
-/// A process started in the lab, ended by PID (SIGTERM, then SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn stop(&mut self) -> std::process::ExitStatus {
-        if let Ok(Some(s)) = self.child.try_wait() {
-            return s;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop on SIGTERM: killing it", self.name);
-        let _ = self.child.kill();
-        self.child.wait().expect("wait")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use common::{lab_or_skip, random_file, sh_ok, sha256_file, wait_for, Proc, Server, KERNEL, RS};
+use ringstack_nic::lab::{lab_namespaces, Lab, LabLink};
 
 /// `ringstack serve` in the lab; its stdout lines are collected.
-fn start_server(lab: &Lab, root: &Path, extra: &[&str]) -> (Proc, Arc<Mutex<Vec<String>>>) {
-    let mut child = lab
-        .command(env!("CARGO_BIN_EXE_ringstack"))
-        .args([
-            "serve",
-            "--nic",
-            lab.link().nic_spec(),
-            "--addr",
-            "198.18.0.2/24",
-            "--http-root",
-        ])
-        .arg(root)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn ringstack serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let proc = Proc {
-        child,
-        name: "ringstack serve",
-    };
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        first.contains("ready"),
-        "serve did not print ready: {first:?}"
+fn start_server(lab: &Lab, root: &Path, extra: &[&str]) -> (Server, Arc<Mutex<Vec<String>>>) {
+    let server = Server::start(
+        common::serve_command(lab)
+            .arg("--http-root")
+            .arg(root)
+            .args(extra),
     );
-    let log = Arc::new(Mutex::new(vec![first]));
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
+    let log = Arc::clone(&server.log);
+    (server, log)
+}
+
+/// `nc` sends `file` to serve's discard service, which must report (within `secs`) exactly its
+/// bytes: length and SHA-256.
+fn nc_to_discard(lab: &Lab, what: &str, file: &Path, log: &Mutex<Vec<String>>, secs: u64) {
+    sh_ok(lab, what, &format!("nc -N {RS} 9 < {}", file.display()));
+    let len = std::fs::metadata(file).expect("test file").len();
+    let want = format!("{len} bytes sha256 {}", sha256_file(file));
+    wait_for(secs, &format!("discard's report of {what}"), || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("discard:") && l.ends_with(&want))
     });
-    (proc, log)
 }
 
-/// Runs a shell command in the lab with a time limit; panics with its output if it fails.
-fn sh_ok(lab: &Lab, what: &str, script: &str) -> Output {
-    let t = Instant::now();
-    let out = lab.sh(&format!("timeout 120 {script}")).expect("spawn sh");
-    let secs = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {script}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// `nc` sends `file` through serve's echo service into `dir/echo.bin`: the same bytes must
+/// come back.
+fn nc_through_echo(lab: &Lab, what: &str, file: &Path, dir: &Path, label: &str) {
+    let echo = dir.join("echo.bin");
+    sh_ok(
+        lab,
+        what,
+        &format!("nc -N {RS} 7 < {} > {}", file.display(), echo.display()),
     );
-    eprintln!("  {what}: ok in {secs:.2} s");
-    out
-}
-
-fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
-    let mut data = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
-    let p = dir.join(name);
-    std::fs::write(&p, &data).expect("write test file");
-    p
-}
-
-/// Waits until `cond` or panics after `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_eq!(
+        sha256_file(&echo),
+        sha256_file(file),
+        "{label}: bytes differ"
+    );
 }
 
 const PYTHON_CLIENTS: &str = r#"
@@ -290,28 +201,8 @@ fn acceptance(link: LabLink) {
     );
     eprintln!("  tshark: {ours} frames from ringstack, 0 malformed, 0 bad checksums");
 
-    sh_ok(
-        &lab,
-        "nc 50 MB to discard",
-        &format!("nc -N {RS} 9 < {}", fifty.display()),
-    );
-    let want = format!("{} bytes sha256 {}", 50 << 20, sha256_file(&fifty));
-    wait_for(30, "discard's report of the 50 MB", || {
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("discard:") && l.ends_with(&want))
-    });
-    sh_ok(
-        &lab,
-        "nc 20 MB through echo",
-        &format!("nc -N {RS} 7 < {} > {d}/echo.bin", twenty.display()),
-    );
-    assert_eq!(
-        sha256_file(&dir.join("echo.bin")),
-        sha256_file(&twenty),
-        "echo: bytes differ"
-    );
+    nc_to_discard(&lab, "nc 50 MB to discard", &fifty, &log, 30);
+    nc_through_echo(&lab, "nc 20 MB through echo", &twenty, &dir, "echo");
     let script = dir.join("clients.py");
     std::fs::write(&script, PYTHON_CLIENTS).unwrap();
     let out = sh_ok(
@@ -329,21 +220,7 @@ fn acceptance(link: LabLink) {
     );
 
     // ringstack as the client.
-    let mut http = Proc {
-        child: lab
-            .command("python3")
-            .args(["-m", "http.server", "8000", "--bind", KERNEL, "--directory"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python http.server"),
-        name: "http.server",
-    };
-    wait_for(20, "http.server", || {
-        lab.sh(&format!("curl -sf -o /dev/null http://{KERNEL}:8000/"))
-            .is_ok_and(|o| o.status.success())
-    });
+    let mut http = common::kernel_http_server(&lab, &dir);
     let exe = env!("CARGO_BIN_EXE_ringstack");
     let nic = link.nic_spec();
     sh_ok(
@@ -357,18 +234,7 @@ fn acceptance(link: LabLink) {
         "get: bytes differ"
     );
     http.stop();
-    let mut listener = Proc {
-        child: lab
-            .command("sh")
-            .args(["-c", &format!("nc -d -l {KERNEL} 9000 > {d}/sent.bin")])
-            .spawn()
-            .expect("nc -l"),
-        name: "nc -l",
-    };
-    wait_for(20, "nc -l", || {
-        lab.sh("ss -ltn 'sport = :9000' | grep -q 9000")
-            .is_ok_and(|o| o.status.success())
-    });
+    let mut listener = common::kernel_nc_listener(&lab, &format!("{d}/sent.bin"));
     sh_ok(
         &lab,
         "ringstack send 20 MB",
@@ -451,28 +317,8 @@ fn lab_ring_impaired_transfers_are_byte_exact() {
         sha256_file(&big),
         "curl: bytes differ"
     );
-    sh_ok(
-        &lab,
-        "nc 5 MB through echo (impaired)",
-        &format!("nc -N {RS} 7 < {} > {d}/echo.bin", five.display()),
-    );
-    assert_eq!(
-        sha256_file(&dir.join("echo.bin")),
-        sha256_file(&five),
-        "echo: bytes differ"
-    );
-    sh_ok(
-        &lab,
-        "nc 10 MB to discard (impaired)",
-        &format!("nc -N {RS} 9 < {}", big.display()),
-    );
-    let want = format!("{} bytes sha256 {}", 10 << 20, sha256_file(&big));
-    wait_for(60, "discard's report of the 10 MB", || {
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("discard:") && l.ends_with(&want))
-    });
+    nc_through_echo(&lab, "nc 5 MB through echo (impaired)", &five, &dir, "echo");
+    nc_to_discard(&lab, "nc 10 MB to discard (impaired)", &big, &log, 60);
     assert!(server.stop().success());
     let log = log.lock().unwrap().join("\n");
     assert!(
@@ -691,28 +537,14 @@ fn lab_ring_every_model_with_curl_nc_and_stats() {
             );
             assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{name}: {what}");
         }
-        sh_ok(
+        nc_through_echo(
             &lab,
             "nc 5 MB through echo",
-            &format!("nc -N {RS} 7 < {} > {d}/echo.bin", five.display()),
+            &five,
+            &dir,
+            &format!("{name}: echo"),
         );
-        assert_eq!(
-            sha256_file(&dir.join("echo.bin")),
-            sha256_file(&five),
-            "{name}: echo: bytes differ"
-        );
-        sh_ok(
-            &lab,
-            "nc 5 MB to discard",
-            &format!("nc -N {RS} 9 < {}", five.display()),
-        );
-        let want = format!("{} bytes sha256 {}", 5 << 20, sha256_file(&five));
-        wait_for(30, "discard's report", || {
-            log.lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.starts_with("discard:") && l.ends_with(&want))
-        });
+        nc_to_discard(&lab, "nc 5 MB to discard", &five, &log, 30);
         // `ringstack stats` asks the running serve over its control socket.
         let stats = Command::new(exe)
             .args(["stats", "--control"])

@@ -6,122 +6,48 @@
 //! `RINGSTACK_REQUIRE_LAB=1` (CI) makes them fail. Every process is bounded by a timeout and
 //! ended by PID; the namespace goes with the [`Lab`].
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ringstack_nic::lab::{Lab, LabError, LabLink};
+use common::{have, run, serial, skip, EXE, KERNEL, RS};
+use ringstack_nic::lab::{Lab, LabLink};
 use serde_json::Value;
-
-const RS: &str = "198.18.0.2";
-const KERNEL: &str = "198.18.0.1";
-const EXE: &str = env!("CARGO_BIN_EXE_ringstack");
-
-/// One lab at a time: the tests measure throughput on a small machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn require_lab() -> bool {
-    std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// The lab, or `None` (test skipped, reason printed) when this machine cannot host it.
 fn lab_or_skip() -> Option<Lab> {
     if !have("iperf3") {
-        let why = "`iperf3` is not installed: install the Debian package `iperf3`";
-        assert!(
-            !require_lab(),
-            "lab required (RINGSTACK_REQUIRE_LAB=1): {why}"
-        );
-        eprintln!("SKIPPED: {why}");
+        skip("`iperf3` is not installed: install the Debian package `iperf3`");
         return None;
     }
-    match Lab::create(LabLink::VethRing) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            assert!(
-                !require_lab(),
-                "lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}"
-            );
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
+    common::lab_or_skip(LabLink::VethRing)
 }
 
-/// A process started in the lab, ended by PID (SIGTERM, then SIGKILL) when dropped — also when
-/// the test fails.
+/// A process started in the lab (ended by PID when dropped), its stdout forwarded line by line.
 struct Proc {
-    child: Child,
-    name: &'static str,
-    output: Option<mpsc::Receiver<String>>,
+    proc: common::Proc,
+    output: mpsc::Receiver<String>,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!(
-            "{} (pid {}) ignored SIGTERM: killing it",
-            self.name,
-            self.pid()
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
     /// Waits for an output line containing `needle`; panics after `timeout`.
     fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
-        let rx = self.output.as_ref().expect("output captured");
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match self.output.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return,
                 Ok(_) => {}
                 Err(_) => panic!(
                     "{} printed no line containing {needle:?} within {timeout:?} (exited: {:?})",
-                    self.name,
-                    self.child.try_wait()
+                    self.proc.name,
+                    self.proc.child.try_wait()
                 ),
             }
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -141,63 +67,16 @@ fn spawn(mut cmd: Command, name: &'static str) -> Proc {
         }
     });
     Proc {
-        child,
-        name,
-        output: Some(rx),
+        proc: common::Proc { child, name },
+        output: rx,
     }
 }
 
 /// `ringstack serve` on the lab's veth, once it says `ready`.
 fn start_serve(lab: &Lab) -> Proc {
-    let mut cmd = lab.command(EXE);
-    cmd.args([
-        "serve",
-        "--nic",
-        LabLink::VethRing.nic_spec(),
-        "--addr",
-        &format!("{RS}/24"),
-    ]);
-    let mut p = spawn(cmd, "ringstack serve");
+    let mut p = spawn(common::serve_command(lab), "ringstack serve");
     p.wait_for_line("ready", Duration::from_secs(20));
     p
-}
-
-/// Runs `cmd` to completion within `timeout` (killed by PID and the test failed otherwise);
-/// returns (success, stdout, stderr).
-fn run(mut cmd: Command, timeout: Duration) -> (bool, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    (status.success(), out, err)
 }
 
 fn num(v: &Value, path: &[&str]) -> f64 {

@@ -23,18 +23,15 @@
 //! installs them). Without them the tests print why and pass, unless `RINGSTACK_REQUIRE_LAB=1`
 //! (CI) makes them fail.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use ringstack_nic::lab::{Lab, LabError, LabLink};
-use sha2::{Digest, Sha256};
-
-const RS: &str = "198.18.0.2";
+use common::{lab_or_skip, random_file, serial, sha256_file, Proc, Server, RS};
+use ringstack_nic::lab::{Lab, LabLink};
 
 /// The issue's impairment (a seed is appended).
 const IMPAIRMENT: &str = "loss=5%,reorder=2%,dup=1%,corrupt=0.5%";
@@ -68,82 +65,6 @@ fn ringstack_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringstack")))
 }
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_file(p: &Path) -> String {
-    let data = std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-    hex(&Sha256::digest(&data))
-}
-
-/// The lab, or `None` (test skipped) when this machine cannot host it.
-fn lab_or_skip(link: LabLink) -> Option<Lab> {
-    match Lab::create(link) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            if std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
-}
-
-/// A process started in the lab, ended by PID (SIGTERM, then SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn stop(&mut self) -> std::process::ExitStatus {
-        if let Ok(Some(s)) = self.child.try_wait() {
-            return s;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop on SIGTERM: killing it", self.name);
-        let _ = self.child.kill();
-        self.child.wait().expect("wait")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// `ringstack serve` in the lab with `--impair`.
-struct Server {
-    proc: Proc,
-    /// Its stdout lines so far.
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    /// Stops it (SIGTERM) and returns its exit status and every line it printed.
-    fn stop(&mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = self.proc.stop();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        (status, self.log.lock().unwrap().clone())
-    }
-}
-
 /// Starts `ringstack serve` in the lab with `--impair`; its stdout lines are collected.
 fn start_server(lab: &Lab, root: &Path, impair: &str) -> Server {
     let mut cmd = lab.command(ringstack_bin());
@@ -163,32 +84,7 @@ fn start_server(lab: &Lab, root: &Path, impair: &str) -> Server {
     if let Some(p) = std::env::var_os("RINGSTACK_SOAK_PCAP") {
         cmd.arg("--pcap").arg(p);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn ringstack serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let proc = Proc {
-        child,
-        name: "ringstack serve",
-    };
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(
-        first.contains("ready"),
-        "serve did not print ready: {first:?}"
-    );
-    let log = Arc::new(Mutex::new(vec![first]));
-    let sink = Arc::clone(&log);
-    let reader = std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    Server {
-        proc,
-        log,
-        reader: Some(reader),
-    }
+    Server::start(&mut cmd)
 }
 
 /// A shell command line running in the lab, in the background, with a time limit.
@@ -300,12 +196,9 @@ fn counter(log: &[String], name: &str) -> Option<u64> {
     })
 }
 
-/// The soaks run one at a time: each wants both cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 /// One soak round: `mb` megabytes each way at once through the impairment seeded with `seed`.
 fn soak(link: LabLink, mb: usize, seed: u64) {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial(); // the soaks run one at a time: each wants both cores
     let Some(lab) = lab_or_skip(link) else {
         return;
     };
@@ -317,12 +210,7 @@ fn soak(link: LabLink, mb: usize, seed: u64) {
     let dir = std::env::temp_dir().join(format!("ringstack-soak-{ns}"));
     std::fs::create_dir_all(&dir).unwrap();
     let len = mb << 20;
-    let file = dir.join("soak.bin");
-    {
-        let mut data = vec![0u8; len];
-        ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
-        std::fs::write(&file, &data).expect("write the soak file");
-    }
+    let file = random_file(&dir, "soak.bin", len, seed);
     let want = sha256_file(&file);
     let got = dir.join("got.bin");
     let impair = format!("{IMPAIRMENT},seed={seed}");
@@ -398,7 +286,8 @@ fn soak(link: LabLink, mb: usize, seed: u64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, log) = server.stop();
+    let status = server.stop();
+    let log = server.lines();
     assert!(status.success(), "serve exited with {status}");
     for f in [&download, &upload] {
         eprintln!(
@@ -473,7 +362,7 @@ fn lab_soak_long_running() {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn lab_measure_download_under_loss() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let Some(lab) = lab_or_skip(LabLink::VethRing) else {
         return;
     };
@@ -482,10 +371,7 @@ fn lab_measure_download_under_loss() {
     let spec: String = env_or("RINGSTACK_MEASURE_IMPAIR", "loss=5%".to_string());
     let dir = std::env::temp_dir().join(format!("ringstack-measure-{}", lab.name()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut data = vec![0u8; mb << 20];
-    ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut data);
-    std::fs::write(dir.join("f.bin"), &data).unwrap();
-    let want = hex(&Sha256::digest(&data));
+    let want = sha256_file(&random_file(&dir, "f.bin", mb << 20, 7));
     for seed in 1..=seeds {
         let mut server = start_server(&lab, &dir, &format!("{spec},seed={seed}"));
         let got = dir.join("got.bin");
@@ -499,7 +385,8 @@ fn lab_measure_download_under_loss() {
         let secs = t.elapsed().as_secs_f64();
         assert!(out.status.success(), "curl failed: {out:?}");
         assert_eq!(sha256_file(&got), want, "bytes differ");
-        let (_, log) = server.stop();
+        server.stop();
+        let log = server.lines();
         eprintln!(
             "{} {mb} MB ringstack → Linux under {spec},seed={seed}: {secs:.2} s ({:.1} MB/s); \
              RTOs {}, loss probes {}, retransmitted {}",
@@ -519,7 +406,7 @@ fn lab_measure_download_under_loss() {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn lab_measure_upload_under_loss() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let Some(lab) = lab_or_skip(LabLink::VethRing) else {
         return;
     };
@@ -528,15 +415,8 @@ fn lab_measure_upload_under_loss() {
     let spec: String = env_or("RINGSTACK_MEASURE_IMPAIR", "loss=5%".to_string());
     let dir = std::env::temp_dir().join(format!("ringstack-measure-{}", lab.name()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut data = vec![0u8; mb << 20];
-    ChaCha8Rng::seed_from_u64(8).fill_bytes(&mut data);
-    let file = dir.join("f.bin");
-    std::fs::write(&file, &data).unwrap();
-    let want = format!(
-        "{} bytes sha256 {}",
-        data.len(),
-        hex(&Sha256::digest(&data))
-    );
+    let file = random_file(&dir, "f.bin", mb << 20, 8);
+    let want = format!("{} bytes sha256 {}", mb << 20, sha256_file(&file));
     for seed in 1..=seeds {
         let mut server = start_server(&lab, &dir, &format!("{spec},seed={seed}"));
         let t = Instant::now();

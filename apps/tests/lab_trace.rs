@@ -8,74 +8,36 @@
 //! `RINGSTACK_REQUIRE_LAB=1` (CI) makes it fail. Every process is bounded in time and ended by
 //! PID; the namespace goes with the [`Lab`].
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringstack_nic::lab::{Lab, LabError, LabLink};
-
-const RS: &str = "198.18.0.2";
-
-fn require_lab() -> bool {
-    std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::{have, skip, Proc, RS};
+use ringstack_nic::lab::{Lab, LabLink};
 
 /// The lab, or `None` (test skipped, reason printed) when this machine cannot host it.
 fn lab_or_skip() -> Option<Lab> {
     if !have("curl") {
-        let why = "`curl` is not installed: install the Debian package `curl`";
-        assert!(
-            !require_lab(),
-            "lab required (RINGSTACK_REQUIRE_LAB=1): {why}"
-        );
-        eprintln!("SKIPPED: {why}");
+        skip("`curl` is not installed: install the Debian package `curl`");
         return None;
     }
-    match Lab::create(LabLink::VethRing) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            assert!(
-                !require_lab(),
-                "lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}"
-            );
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
+    common::lab_or_skip(LabLink::VethRing)
 }
 
 /// `ringstack serve --trace` in the lab, ended by PID (SIGTERM, then SIGKILL) when dropped;
 /// its standard error (the trace) is collected line by line.
 struct Server {
-    child: Child,
+    proc: Proc,
     trace: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start(lab: &Lab, ring_version: &str) -> Server {
-        let mut child = lab
-            .command(env!("CARGO_BIN_EXE_ringstack"))
-            .args([
-                "serve",
-                "--nic",
-                lab.link().nic_spec(),
-                "--addr",
-                "198.18.0.2/24",
-                "--ring-version",
-                ring_version,
-                "--trace=port=80",
-            ])
+        let mut child = common::serve_command(lab)
+            .args(["--ring-version", ring_version, "--trace=port=80"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -89,7 +51,13 @@ impl Server {
                 sink.lock().unwrap().push(l);
             }
         });
-        let server = Server { child, trace };
+        let server = Server {
+            proc: Proc {
+                child,
+                name: "ringstack serve",
+            },
+            trace,
+        };
         let first = stdout.next().and_then(Result::ok).unwrap_or_default();
         assert!(
             first.contains("ready"),
@@ -105,28 +73,7 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("ringstack serve ignored SIGTERM: killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
+        self.proc.stop();
     }
 }
 

@@ -7,99 +7,16 @@
 //! Needs root (CAP_NET_ADMIN/CAP_NET_RAW), `ip`, `ethtool`, `nc`, `curl`. Without them the test
 //! prints why and passes, unless `RINGSTACK_REQUIRE_LAB=1` (CI) makes it fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use ringstack_nic::lab::{Lab, LabError, LabLink};
-use sha2::{Digest, Sha256};
+use common::{lab_or_skip, random_file, sha256_file, Server};
+use ringstack_nic::lab::{Lab, LabLink};
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn lab_or_skip() -> Option<Lab> {
-    match Lab::create(LabLink::VethRing) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            if std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1") {
-                panic!("lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}");
-            }
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
-}
-
-/// `ringstack serve`, stopped by PID (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(lab: &Lab, root: &Path, extra: &[&str]) -> Server {
-    let mut child = lab
-        .command(env!("CARGO_BIN_EXE_ringstack"))
-        .args(["serve", "--nic", "ring:veth1", "--addr", "198.18.0.2/24"])
-        .args(["--services", "discard,http", "--http-root"])
-        .arg(root)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn ringstack serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let log = Arc::new(Mutex::new(vec![first.clone()]));
-    let server = Server {
-        child,
-        log: Arc::clone(&log),
-    };
-    assert!(
-        first.contains("ready"),
-        "serve did not print ready: {first:?}"
-    );
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            log.lock().unwrap().push(l);
-        }
-    });
-    server
-}
-
+/// Runs a shell command in the lab with a time limit; its stdout (panics if it fails).
 fn sh(lab: &Lab, script: &str) -> String {
-    let out = lab.sh(&format!("timeout 60 {script}")).expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{script} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&common::sh_ok(lab, script, script).stdout).into_owned()
 }
 
 fn veth0_tx(lab: &Lab) -> (u64, u64) {
@@ -112,7 +29,7 @@ fn veth0_tx(lab: &Lab) -> (u64, u64) {
 }
 
 fn gso_transfer_is_byte_exact(ring_version: &str) {
-    let Some(lab) = lab_or_skip() else {
+    let Some(lab) = lab_or_skip(LabLink::VethRing) else {
         return;
     };
     // The lab turned the offloads off; this test needs them on.
@@ -123,16 +40,14 @@ fn gso_transfer_is_byte_exact(ring_version: &str) {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let len = 24 << 20;
-    let mut data = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut data);
-    let file = dir.join("big.bin");
-    std::fs::write(&file, &data).unwrap();
-    let want = hex(&Sha256::digest(&data));
+    let file = random_file(&dir, "big.bin", len, 7);
+    let want = sha256_file(&file);
 
-    let server = start(
-        &lab,
-        &dir,
-        &["--ring-version", ring_version, "--ring-vnet-hdr"],
+    let server = Server::start(
+        common::serve_command(&lab)
+            .args(["--services", "discard,http", "--http-root"])
+            .arg(&dir)
+            .args(["--ring-version", ring_version, "--ring-vnet-hdr"]),
     );
     let (p0, b0) = veth0_tx(&lab);
     sh(&lab, &format!("nc -q 1 198.18.0.2 9 < {}", file.display()));
@@ -165,7 +80,7 @@ fn gso_transfer_is_byte_exact(ring_version: &str) {
         &lab,
         &format!("curl -s -f -o {} http://198.18.0.2/big.bin", got.display()),
     );
-    assert_eq!(hex(&Sha256::digest(std::fs::read(&got).unwrap())), want);
+    assert_eq!(sha256_file(&got), want);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

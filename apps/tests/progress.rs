@@ -7,83 +7,26 @@
 //! test prints why and passes, unless `RINGSTACK_REQUIRE_LAB=1` (CI) makes it fail. Every
 //! process is bounded in time and ended by PID; the namespace goes with the [`Lab`].
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 
-use ringstack_nic::lab::{Lab, LabError, LabLink};
-
-const KERNEL: &str = "198.18.0.1";
-const EXE: &str = env!("CARGO_BIN_EXE_ringstack");
-
-fn require_lab() -> bool {
-    std::env::var("RINGSTACK_REQUIRE_LAB").as_deref() == Ok("1")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::{
+    have, kernel_http_server, kernel_nc_listener, skip, wait_listening, Proc, EXE, KERNEL,
+};
+use ringstack_nic::lab::{Lab, LabLink};
 
 fn lab_or_skip() -> Option<Lab> {
     for tool in ["python3", "nc", "iperf3", "curl"] {
         if !have(tool) {
-            let why = format!("`{tool}` is not installed (scripts/test.sh installs it)");
-            assert!(
-                !require_lab(),
-                "lab required (RINGSTACK_REQUIRE_LAB=1): {why}"
-            );
-            eprintln!("SKIPPED: {why}");
+            skip(&format!(
+                "`{tool}` is not installed (scripts/test.sh installs it)"
+            ));
             return None;
         }
     }
-    match Lab::create(LabLink::VethRing) {
-        Ok(lab) => Some(lab),
-        Err(e @ (LabError::NoPrivilege(_) | LabError::MissingTool(..))) => {
-            assert!(
-                !require_lab(),
-                "lab required (RINGSTACK_REQUIRE_LAB=1) but unavailable: {e}"
-            );
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("lab setup failed: {e}"),
-    }
-}
-
-/// A kernel-side server, ended by PID when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::lab_or_skip(LabLink::VethRing)
 }
 
 /// Runs a ringstack client in the lab (its output captured: not a terminal), bounded in time.
@@ -134,19 +77,7 @@ fn lab_clients_print_no_progress_when_not_on_a_terminal() {
     let d = dir.display();
 
     // get, from the kernel's http.server.
-    let http = Proc(
-        lab.command("python3")
-            .args(["-m", "http.server", "8000", "--bind", KERNEL, "--directory"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 http.server"),
-    );
-    wait_for(20, "http.server", || {
-        lab.sh(&format!("curl -sf -o /dev/null http://{KERNEL}:8000/"))
-            .is_ok_and(|o| o.status.success())
-    });
+    let http = kernel_http_server(&lab, &dir);
     let url = format!("http://{KERNEL}:8000/file.bin");
     let out = client(&lab, &format!("get {url} -o {d}/got.bin"));
     assert_eq!(
@@ -181,16 +112,7 @@ fn lab_clients_print_no_progress_when_not_on_a_terminal() {
     drop(http);
 
     // send, to nc -l.
-    let nc = Proc(
-        lab.command("sh")
-            .args(["-c", &format!("nc -d -l {KERNEL} 9000 > /dev/null")])
-            .spawn()
-            .expect("nc -l"),
-    );
-    wait_for(20, "nc -l", || {
-        lab.sh("ss -ltn 'sport = :9000' | grep -q 9000")
-            .is_ok_and(|o| o.status.success())
-    });
+    let nc = kernel_nc_listener(&lab, "/dev/null");
     let out = client(&lab, &format!("send {KERNEL}:9000 {}", file.display()));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -200,18 +122,17 @@ fn lab_clients_print_no_progress_when_not_on_a_terminal() {
     drop(nc);
 
     // iperf, against iperf3 -s: its report on stdout, nothing on stderr.
-    let iperf = Proc(
-        lab.command("iperf3")
+    let iperf = Proc {
+        child: lab
+            .command("iperf3")
             .args(["-s", "-1", "-B", KERNEL])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("iperf3 -s"),
-    );
-    wait_for(20, "iperf3 -s", || {
-        lab.sh("ss -ltn 'sport = :5201' | grep -q 5201")
-            .is_ok_and(|o| o.status.success())
-    });
+        name: "iperf3 -s",
+    };
+    wait_listening(&lab, "iperf3 -s", 5201);
     let out = client(&lab, &format!("iperf -c {KERNEL} -n 4M"));
     assert!(
         out.stderr.is_empty(),
