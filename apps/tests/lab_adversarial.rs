@@ -293,12 +293,11 @@ fn lab_ring_adversarial_suite() {
     suite(&[], "adversarial-results.md", true);
 }
 
-/// Two blind attacks on established connections that ringstack does not withstand yet (see
+/// Two blind attacks on established connections that ringstack used not to withstand (see
 /// `stack/tests/blind_attacks.rs` for the sans-IO reproductions): TS.Recent poisoning by a
 /// segment without a valid ACK, and the stack-wide challenge-ACK budget as a side channel
 /// (CVE-2016-5696).
 #[test]
-#[ignore = "known bugs in tcp/connection.rs and tcp/reset.rs: see stack/tests/blind_attacks.rs"]
 fn lab_ring_blind_attacks_on_established_connections() {
     suite(
         &[

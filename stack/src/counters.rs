@@ -178,6 +178,8 @@ named_enum! {
         TcpExtSyncookiesRecv = "SYN cookies validated",
         TcpExtSyncookiesFailed = "SYN cookies that failed validation",
         TcpExtTCPChallengeACK = "challenge ACKs sent (RFC 5961)",
+        TcpExtTCPACKSkippedChallenge = "challenge ACKs not sent: per-connection rate limit (RFC 5961 §7)",
+        TcpExtTCPChallengeACKLimited = "challenge ACKs not sent: stack-wide randomized budget (RFC 5961 §7)",
         TcpExtTCPOFOQueue = "segments queued out of order",
         TcpExtTCPOFODrop = "out-of-order segments dropped: queue full",
         TcpExtPAWSEstab = "segments rejected by PAWS",

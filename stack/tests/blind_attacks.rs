@@ -1,25 +1,24 @@
 //! Blind (off-path) attacks on established connections, found by the adversarial lab suite
 //! (`scripts/adversarial/adversarial.py`, cases `ts_recent_poisoning` and
-//! `challenge_ack_side_channel`) and reproduced here sans-IO. Both tests FAIL today: they are
-//! ignored until the TCP engine is fixed (`cargo test -p ringstack-stack --test blind_attacks --
-//! --ignored` shows them failing).
+//! `challenge_ack_side_channel`) and reproduced here sans-IO. Both used to succeed; the fixes
+//! are described below and in docs/security.md.
 //!
-//! 1. TS.Recent poisoning: `on_segment_otherwise` records TS.Recent (RFC 7323 §4.3) before the
+//! 1. TS.Recent poisoning: `on_segment_otherwise` recorded TS.Recent (RFC 7323 §4.3) before the
 //!    SYN and ACK checks, so a segment that covers RCV.NXT but has no ACK bit, or acknowledges
-//!    data never sent (RFC 5961 §5), still moves TS.Recent. With a TSval 2^30 ahead, every
+//!    data never sent (RFC 5961 §5), still moved TS.Recent. With a TSval 2^30 ahead, every
 //!    later segment of the real peer fails PAWS: one blind segment (only the sequence number
-//!    needs guessing, not the ACK) stalls the connection for good. Linux updates TS.Recent only
-//!    after the ACK is validated (`tcp_ack(.., FLAG_UPDATE_TS_RECENT)`).
-//! 2. The challenge-ACK budget (RFC 5961 §7) is one fixed count per second for the whole stack:
+//!    needs guessing, not the ACK) stalled the connection for good. Fixed as Linux does: TS.Recent
+//!    is updated only after the ACK is validated (`tcp_ack(.., FLAG_UPDATE_TS_RECENT)`).
+//! 2. The challenge-ACK budget (RFC 5961 §7) was one fixed count per second for the whole stack:
 //!    spending it on one connection silences challenge ACKs on every other, which is the
 //!    CVE-2016-5696 side channel (an off-path attacker learns whether a four-tuple exists and
 //!    then its sequence numbers). Linux made the limit per socket (`tcp_invalid_ratelimit`) and
-//!    the global one random, then off by default.
+//!    the global one random, then off by default; so does ringstack now (`tcp/reset.rs`).
 
 mod common;
 
 use common::*;
-use ringstack_stack::{Config, DropReason, Stack};
+use ringstack_stack::{Config, Counter, DropReason, Stack};
 
 const PROTO_TCP: u8 = 6;
 const FIN: u8 = 0x01;
@@ -149,7 +148,6 @@ fn stack_listening() -> (Stack, ringstack_stack::TcpHandle) {
 }
 
 #[test]
-#[ignore = "bug: TS.Recent is recorded before the SYN/ACK checks (tcp/connection.rs)"]
 fn a_blind_segment_without_a_valid_ack_does_not_poison_ts_recent() {
     let (mut s, l) = stack_listening();
     let mut c = establish(&mut s, 40000, 1);
@@ -226,7 +224,6 @@ fn a_blind_segment_without_a_valid_ack_does_not_poison_ts_recent() {
 }
 
 #[test]
-#[ignore = "bug: one stack-wide challenge-ACK budget is a side channel (tcp/reset.rs, connection.rs)"]
 fn challenge_acks_on_one_connection_do_not_silence_another() {
     let (mut s, _l) = stack_listening();
     let a = establish(&mut s, 40001, 1);
@@ -240,8 +237,12 @@ fn challenge_acks_on_one_connection_do_not_silence_another() {
     }
     let _ = drain(&mut s, t(2));
     assert_eq!(s.counters().drops(DropReason::TcpRstChallenged), 1000);
+    // The per-connection limit (one per 500 ms) answered the first one only.
+    assert_eq!(s.counters().get(Counter::TcpExtTCPChallengeACK), 1);
+    assert_eq!(s.counters().get(Counter::TcpExtTCPACKSkippedChallenge), 999);
     // In the same second, one in-window RST on connection B must still be challenged.
     s.handle_frame(t(2), &tcp_frame(b.port, 9, b.snd_nxt + 1, 0, RST, &[], &[]));
+    assert_eq!(s.counters().get(Counter::TcpExtTCPChallengeACK), 2);
     let out = drain(&mut s, t(2));
     let acks = to_port(&out, b.port);
     assert!(
@@ -249,4 +250,36 @@ fn challenge_acks_on_one_connection_do_not_silence_another() {
             .any(|&(_, ack, f, _)| f & ACK != 0 && ack == b.snd_nxt),
         "no challenge ACK on B: A's flood used up the stack-wide budget ({acks:?})"
     );
+}
+
+/// With a stack-wide limit configured, its budget is randomized each second (Linux 4.7+):
+/// an attacker who spends it cannot tell from the count of challenge ACKs it got back whether
+/// someone else's segment drew one in the same second.
+#[test]
+fn a_configured_global_challenge_budget_is_randomized() {
+    let limit = 4;
+    let mut sent = Vec::new();
+    for seed in 1..=12u64 {
+        let mut cfg = Config::new(OUR_MAC, OUR_IP, 24);
+        cfg.seed = seed;
+        cfg.tcp.challenge_ack_limit = limit;
+        let mut s = stack_with(cfg);
+        learn_peer(&mut s, t(0));
+        let _l = s.tcp_listen(9, 16).unwrap();
+        let conns: Vec<Conn> = (0..3 * limit as u16)
+            .map(|i| establish(&mut s, 41000 + i, 1))
+            .collect();
+        // One in-window RST per connection (the per-connection limit never bites), same second.
+        for c in &conns {
+            s.handle_frame(t(2), &tcp_frame(c.port, 9, c.snd_nxt + 1, 0, RST, &[], &[]));
+        }
+        let _ = drain(&mut s, t(2));
+        let n = s.counters().get(Counter::TcpExtTCPChallengeACK);
+        let limited = s.counters().get(Counter::TcpExtTCPChallengeACKLimited);
+        assert_eq!(n + limited, 3 * limit as u64);
+        sent.push(n);
+    }
+    // limit/2 + rand(limit): 2..=5, and not always the same.
+    assert!(sent.iter().all(|&n| (2..=5).contains(&n)), "{sent:?}");
+    assert!(sent.iter().any(|&n| n != sent[0]), "{sent:?}");
 }

@@ -150,6 +150,9 @@ pub(crate) struct Tcb {
     pub dup_acks_owed: u8,
     /// A duplicate segment to report as a D-SACK in the next ACK (RFC 2883).
     pub dsack: Option<SackBlock>,
+    /// When this connection last sent a challenge ACK (RFC 5961 §7 per-connection limit,
+    /// [`ChallengeLimiter::per_connection`]); one interval before creation at first.
+    pub last_challenge_ack: Instant,
 
     // --- options
     pub ts_enabled: bool,
@@ -273,6 +276,7 @@ impl Tcb {
             ack_now: false,
             dup_acks_owed: 0,
             dsack: None,
+            last_challenge_ack: now - super::reset::CHALLENGE_ACK_INTERVAL,
             ts_enabled: false,
             ts_recent: 0,
             ts_recent_age: now,
@@ -459,11 +463,24 @@ impl Tcb {
         }
     }
 
+    /// Sends a challenge ACK (RFC 5961 §3.2, §4.2, §5.2) unless rate-limited (RFC 5961 §7):
+    /// first per connection (one per [`super::reset::CHALLENGE_ACK_INTERVAL`], Linux's
+    /// `tcp_invalid_ratelimit`), then by the optional, randomized stack-wide budget. The
+    /// per-connection check comes first so that a flood on one connection cannot spend the
+    /// stack-wide budget and silence the others (CVE-2016-5696).
     fn challenge_ack(&mut self, env: &mut Env<'_, '_>) {
-        if env.challenge.allow(env.now()) {
-            env.cx.inc(Counter::TcpExtTCPChallengeACK);
-            self.ack_now = true;
+        let now = env.now();
+        if !ChallengeLimiter::per_connection(self.last_challenge_ack, now) {
+            env.cx.inc(Counter::TcpExtTCPACKSkippedChallenge);
+            return;
         }
+        if !env.challenge.allow(now) {
+            env.cx.inc(Counter::TcpExtTCPChallengeACKLimited);
+            return;
+        }
+        self.last_challenge_ack = now;
+        env.cx.inc(Counter::TcpExtTCPChallengeACK);
+        self.ack_now = true;
     }
 
     /// Applies the options of the peer's SYN (or SYN-ACK) to our side. RFC 7323 §2.2, §3.2;
@@ -693,16 +710,6 @@ impl Tcb {
             return out;
         }
 
-        // RFC 7323 §4.3: record TS.Recent when the segment covers Last.ACK.sent.
-        if self.ts_enabled {
-            if let Some((val, _)) = h.options.timestamps {
-                if h.seq <= self.last_ack_sent && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                    self.ts_recent = val;
-                    self.ts_recent_age = now;
-                }
-            }
-        }
-
         // Fourth, check the SYN bit (RFC 5961 §4): challenge ACK, drop.
         if h.flags.has(Flags::SYN) {
             self.challenge_ack(env);
@@ -784,6 +791,20 @@ impl Tcb {
                 || h.summary(plen),
             );
             return out;
+        }
+        // RFC 7323 §4.3: record TS.Recent when the segment covers Last.ACK.sent. Only now,
+        // once the segment has passed the sequence check *and* the SYN and ACK checks (RFC
+        // 9293 §3.10.7.4 order; Linux's `tcp_ack(.., FLAG_UPDATE_TS_RECENT)`): a blind segment
+        // that merely covers RCV.NXT, without an ACK bit or acknowledging data never sent,
+        // must not move TS.Recent, or one such segment with a TSval far ahead makes every
+        // later segment of the real peer fail PAWS.
+        if self.ts_enabled {
+            if let Some((val, _)) = h.options.timestamps {
+                if h.seq <= self.last_ack_sent && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                    self.ts_recent = val;
+                    self.ts_recent_age = now;
+                }
+            }
         }
         self.process_ack(env, seg);
         if self.state == State::Closed {

@@ -138,7 +138,11 @@ pub struct TcpConfig {
     pub keepalive_probes: u32,
     /// Most sockets (listeners + connections) at once.
     pub max_sockets: usize,
-    /// Challenge ACKs per second, stack-wide (RFC 5961 §7).
+    /// Stack-wide challenge ACKs per second on average (RFC 5961 §7), on top of the fixed
+    /// per-connection limit of one per 500 ms (Linux's `tcp_invalid_ratelimit`). The budget
+    /// is randomized each second to `limit/2 + rand(limit)` as Linux 4.7+ does, since a fixed
+    /// one is the CVE-2016-5696 side channel. Default [`u32::MAX`]: no stack-wide limit (Linux
+    /// ≥ 6.0's default).
     pub challenge_ack_limit: u32,
 }
 
@@ -171,7 +175,7 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
             max_sockets: 65536,
-            challenge_ack_limit: 1000,
+            challenge_ack_limit: reset::NO_GLOBAL_CHALLENGE_LIMIT,
         }
     }
 }
@@ -290,7 +294,7 @@ impl TcpLayer {
             tx_queue: VecDeque::new(),
             rsts: RstQueue::default(),
             cookies: VecDeque::new(),
-            challenge: ChallengeLimiter::new(config.challenge_ack_limit),
+            challenge: ChallengeLimiter::new(config.challenge_ack_limit, seed),
             isn_secret: Secret::new(seed, 1),
             ts_secret: Secret::new(seed, 2),
             cookie_secret: Secret::new(seed, 3),
