@@ -43,8 +43,9 @@ pub struct NetOpts {
     #[arg(long, default_value_t = 8)]
     pub ring_blocks: usize,
     /// ring: TPACKET version: 2 (one status word per frame: each frame visible at once; the
-    /// default, p50 request/response ~55 µs) or 3 (RX blocks handed over when full or after the
-    /// 1 ms block-retire timeout: ~1 ms per round trip when traffic is light; see BENCHMARKS.md).
+    /// default, p50 request/response ~13 µs on the lab's veth) or 3 (RX blocks handed over
+    /// when full or after the 1 ms block-retire timeout: ~1 ms per round trip when traffic is
+    /// light; see BENCHMARKS.md).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
     pub ring_version: u8,
     /// ring: send with PACKET_QDISC_BYPASS (skip the kernel's queueing discipline).
@@ -53,7 +54,8 @@ pub struct NetOpts {
     /// ring: PACKET_VNET_HDR: take 64 KiB GSO super-frames and partial checksums from the
     /// kernel, so its offloads can stay on (RX slots sized for 64 KiB frames; see
     /// `RingConfig::with_vnet_hdr`). Overrides --ring-block-size/--ring-blocks under version 2.
-    #[arg(long)]
+    /// tap: IFF_VNET_HDR and TUNSETOFFLOAD, the same for a TAP (`TapNic::with_vnet_hdr`).
+    #[arg(long, alias = "vnet-hdr")]
     pub ring_vnet_hdr: bool,
     /// Impair traffic both ways inside the NIC layer (this kernel has no netem), e.g.
     /// `loss=5%,dup=1%,reorder=2%,corrupt=0.5%,delay=1ms,seed=7`.
@@ -63,6 +65,11 @@ pub struct NetOpts {
     /// core).
     #[arg(long)]
     pub busy_poll: bool,
+    /// ring: after a round that moved frames, keep looking at the ring for this many
+    /// microseconds (yielding the CPU between looks) before sleeping in poll(): a request that
+    /// follows within it is taken without a wake-up. 0: sleep at once.
+    #[arg(long, value_name = "US", default_value_t = 50)]
+    pub spin_us: u64,
     /// Print the journey of every frame through the layers on standard error as it happens:
     /// NIC ring block/slot, Ethernet, ARP/IPv4, TCP/UDP, socket buffer, application read, with
     /// verdicts, drop reasons, copies and the stack's time per frame. FILTER is a comma-separated
@@ -86,6 +93,8 @@ pub struct OpenedNic {
     pub nic: Box<dyn Nic + Send>,
     /// `--trace`: which events to print, and where the ring lies to locate frames in it.
     pub trace: Option<TraceRequest>,
+    /// `--spin-us`: how long the real-time driver spins after a round that moved frames.
+    pub spin: std::time::Duration,
 }
 
 impl Nic for OpenedNic {
@@ -115,6 +124,9 @@ impl Nic for OpenedNic {
     }
     fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
         self.nic.wait_fd()
+    }
+    fn rx_ready(&self) -> Option<bool> {
+        self.nic.rx_ready()
     }
     fn stats(&self) -> NicStats {
         self.nic.stats()
@@ -223,6 +235,7 @@ impl NetOpts {
                 })
                 .inspect(|ring| geometry = Some(ring.geometry()))?,
             ),
+            "tap" if self.ring_vnet_hdr => Box::new(TapNic::with_vnet_hdr(name)?),
             "tap" => Box::new(TapNic::create(name)?),
             _ => Box::new(PnetNic::open(name)?),
         };
@@ -243,6 +256,7 @@ impl NetOpts {
         Ok(OpenedNic {
             nic,
             trace: filter.map(|filter| TraceRequest { filter, geometry }),
+            spin: std::time::Duration::from_micros(self.spin_us),
         })
     }
 

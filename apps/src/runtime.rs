@@ -19,7 +19,7 @@ use ringstack_nic::ring::RingGeometry;
 use ringstack_nic::{Nic, NicError};
 use ringstack_sockets::{Clock, Host, SystemClock};
 use ringstack_stack::trace::{Direction, Flow, Layer, TraceEvent, Verdict};
-use ringstack_stack::{Config, Instant, Stack};
+use ringstack_stack::{Config, Duration, Instant, Stack};
 
 use crate::netopts::OpenedNic;
 use crate::render::TraceFilter;
@@ -90,7 +90,7 @@ impl NicTrace {
     }
 
     /// One round, as `Host::poll`: receive a batch, run due timers, transmit everything, one
-    /// kick. `clock` gives the time of each step (a constant on a virtual clock). Tells how
+    /// kick. `clock` gives the time of each step (a constant on a virtual clock). Returns how
     /// many frames went each way.
     pub fn round<N: Nic + ?Sized>(
         &mut self,
@@ -484,6 +484,14 @@ pub struct Runtime {
     stop: Arc<AtomicBool>,
     busy_poll: bool,
     live: Option<LiveTrace>,
+    /// When a round last moved a frame.
+    last_moved: Instant,
+    /// How long to spin after a round that moved frames before sleeping (`--spin-us`; zero:
+    /// sleep as soon as a round finds nothing), on a NIC whose `rx_ready` can tell (the ring).
+    /// Between looks that find nothing the driver yields the CPU (`sched_yield`), so a request
+    /// that follows a response within the window is taken without a wake-up (see
+    /// BENCHMARKS.md, request/response).
+    spin: Duration,
 }
 
 impl Runtime {
@@ -496,6 +504,7 @@ impl Runtime {
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
         }
         let name = nic.nic.info().name;
+        let spin = Duration::from_micros(nic.spin.as_micros().min(u64::MAX as u128) as u64);
         let mut driver = Driver::new(nic.nic, config, clock.now());
         let live = nic.trace.map(|t| {
             driver.trace(LIVE_TRACE_CAPACITY, NicTrace::new(t.geometry, true));
@@ -511,10 +520,14 @@ impl Runtime {
             stop,
             busy_poll: false,
             live,
+            last_moved: Instant::ZERO,
+            spin,
         })
     }
 
-    /// Spin instead of sleeping on the NIC's descriptor between rounds.
+    /// Spin instead of sleeping on the NIC's descriptor between rounds, always (`--busy-poll`):
+    /// the lowest latency, a whole CPU. Between looks that find nothing the driver yields the
+    /// CPU (`sched_yield`), so that a peer sharing it still runs.
     pub fn set_busy_poll(&mut self, on: bool) {
         self.busy_poll = on;
     }
@@ -600,13 +613,11 @@ impl Runtime {
             }
             let second = self.round(now)?;
             self.print_trace();
-            if first.received >= RX_BUDGET || second.received > 0 {
-                continue;
+            let moved = first.moved() || second.moved();
+            if moved {
+                self.last_moved = now;
             }
-            if self.busy_poll {
-                if !first.moved() && !second.moved() {
-                    std::thread::yield_now();
-                }
+            if first.received >= RX_BUDGET || second.received > 0 {
                 continue;
             }
             let now = self.clock.now();
@@ -615,6 +626,16 @@ impl Runtime {
                 Some(t) => StdDuration::from_micros((t - now).total_micros()).min(MAX_SLEEP),
                 None => MAX_SLEEP,
             };
+            // Spin (within the window, only on a NIC that is looked at without a system call:
+            // the ring) or always with --busy-poll: look again at once, but let a peer on
+            // this CPU (the client of a ping-pong, say) run first if nothing moved.
+            let spin = now - self.last_moved < self.spin && self.driver.nic().rx_ready().is_some();
+            if self.busy_poll || spin {
+                if !moved {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
             if self.driver.nic().wait_fd().is_some() {
                 self.driver.nic().wait_readable(sleep)?;
             } else {

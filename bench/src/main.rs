@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! ringstack-bench [--quick] [--only mem,layers,readiness,lab] [--rounds N] [--markdown FILE]
+//!     [--lab-workloads bulk,http,rr] [--lab-servers ring,ring-v2,...] [--pin none|same|split]
 //! ringstack-bench --callgrind-workload rs-rs --bytes N     # one transfer (run under valgrind)
 //! ringstack-bench --helper NAME ARGS...                    # lab helpers (inside namespaces)
 //! ```
@@ -48,6 +49,21 @@ struct Cli {
     /// Also write SVG bar charts (plotters) of the main results into this directory.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Lab workloads to run, comma-separated: bulk, http, rr.
+    #[arg(long, default_value = "bulk,http,rr")]
+    lab_workloads: String,
+    /// Lab contenders to run, comma-separated: ring, pnet, ring-small, kernel-off, kernel-on,
+    /// ring-v2, ring-vnet (default: all).
+    #[arg(long)]
+    lab_servers: Option<String>,
+    /// CPU placement in the lab: none (float), same (server and client on CPU 0) or split
+    /// (server on CPU 0, client on CPU 1).
+    #[arg(long, default_value = "none")]
+    pin: String,
+    /// Extra arguments for every ringstack server of the lab, space-separated (e.g.
+    /// `--server-args=--busy-poll`).
+    #[arg(long, allow_hyphen_values = true)]
+    server_args: Option<String>,
     /// The `ringstack` binary for the lab (default: next to this one).
     #[arg(long)]
     ringstack: Option<PathBuf>,
@@ -497,13 +513,44 @@ fn readiness_wl(cli: &Cli, exe: &std::path::Path, rounds: usize, rep: &mut Repor
 
 /// Workload 4.
 fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
-    use lab::{Results, Server, Sizes};
+    use lab::{Pin, Results, Server, Sizes};
+    let workloads: Vec<&str> = cli.lab_workloads.split(',').map(str::trim).collect();
+    for w in &workloads {
+        if !matches!(*w, "bulk" | "http" | "rr") {
+            anyhow::bail!("--lab-workloads: unknown workload {w:?} (bulk, http, rr)");
+        }
+    }
+    let servers: Vec<Server> = match &cli.lab_servers {
+        None => Server::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                Server::parse(n.trim()).with_context(|| {
+                    let names: Vec<&str> = Server::ALL.iter().map(|s| s.short()).collect();
+                    format!("--lab-servers: unknown server {n:?} ({})", names.join(", "))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let pin = Pin::parse(&cli.pin).context("--pin: use none, same or split")?;
     let sz = Sizes {
         bulk_bytes: if cli.quick { 50 << 20 } else { 500 << 20 },
         http_bytes: if cli.quick { 20 << 20 } else { 100 << 20 },
         rr_count: if cli.quick { 2_000 } else { 20_000 },
         rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }),
+        bulk: workloads.contains(&"bulk"),
+        http: workloads.contains(&"http"),
+        rr: workloads.contains(&"rr"),
+        pin,
+        server_args: cli
+            .server_args
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
     };
+    let chosen = |s: &Server| servers.contains(s);
     let ringstack = cli.ringstack.clone().unwrap_or_else(|| {
         exe.parent()
             .map(|p| p.join("ringstack"))
@@ -515,6 +562,9 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
     for r in 0..sz.rounds {
         for k in 0..Server::ALL.len() {
             let i = (k + r) % Server::ALL.len();
+            if !chosen(&Server::ALL[i]) {
+                continue;
+            }
             if let Err(e) = env.round(Server::ALL[i], &sz, &mut res[i]) {
                 eprintln!("lab: {} round {r}: {e:#}", Server::ALL[i].name());
                 failures.push(format!("{} round {r}: {e:#}", Server::ALL[i].name()));
@@ -522,143 +572,192 @@ fn lab_wl(cli: &Cli, exe: &std::path::Path, rep: &mut Report) -> Result<()> {
         }
     }
     drop(env);
-    let (ring, pnet, small, koff, kon) = (&res[0], &res[1], &res[2], &res[3], &res[4]);
-    let (v2, vnet) = (&res[5], &res[6]);
-    let mut t = Table::new(
-        format!(
-            "Lab bulk TCP: Linux client → server discard (TCP 9), {} MiB, {} rounds, veth",
-            sz.bulk_bytes >> 20,
-            sz.rounds
-        ),
-        &[
-            "server",
-            "Gbit/s",
-            "frames/s on veth0",
-            "frames per server CPU-second",
-            "MB per server CPU-second",
-        ],
-    );
-    for (i, s) in Server::ALL.iter().enumerate() {
-        let (fpc, mpc) = if s.is_ringstack() {
-            (
-                res[i].bulk_frames_per_cpu_s.cell(),
-                res[i].bulk_mb_per_cpu_s.cell(),
-            )
-        } else {
-            let na = "n/a (softirq not attributed)".to_string();
-            (na.clone(), na)
-        };
-        t.row(vec![
-            s.name().into(),
-            res[i].bulk_gbps.cell(),
-            res[i].bulk_fps.cell(),
-            fpc,
-            mpc,
-        ]);
+    if !failures.is_empty() {
+        let mut t = Table::new("Lab failures", &["contender and round: error"]);
+        for f in &failures {
+            t.row(vec![f.clone()]);
+        }
+        rep.add(&t);
     }
-    t.note(format!(
-        "ring / pnet: {} Gbit/s, {} frames per CPU-second (target ≥ 1.5x frames/s for the same CPU); with 64 KiB blocks {} Gbit/s, {} per CPU-second. ring / kernel (offloads off): {} (target ≥ 1x: 7.2 Gbit/s in the issue). ring / kernel (offloads on): {} (target ≥ 0.75x, needs vnet headers).",
-        ratio(ring.bulk_gbps.median(), pnet.bulk_gbps.median()),
-        ratio(ring.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
-        ratio(small.bulk_gbps.median(), pnet.bulk_gbps.median()),
-        ratio(small.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
-        ratio(ring.bulk_gbps.median(), koff.bulk_gbps.median()),
-        ratio(ring.bulk_gbps.median(), kon.bulk_gbps.median()),
-    ));
-    t.note(format!(
-        "TPACKET_V2: ring V2 / kernel (offloads off) {} Gbit/s. With vnet headers (offloads on, GSO super-frames in): ring V2 + vnet / kernel (offloads on) {} (target ≥ 0.75x), / kernel (offloads off) {} (target ≥ 1x), / ring V2 {}; its frames/s counts super-frames, so compare it by MB per CPU-second ({} of ring V2's).",
-        ratio(v2.bulk_gbps.median(), koff.bulk_gbps.median()),
-        ratio(vnet.bulk_gbps.median(), kon.bulk_gbps.median()),
-        ratio(vnet.bulk_gbps.median(), koff.bulk_gbps.median()),
-        ratio(vnet.bulk_gbps.median(), v2.bulk_gbps.median()),
-        ratio(vnet.bulk_mb_per_cpu_s.median(), v2.bulk_mb_per_cpu_s.median()),
-    ));
-    t.note("ringstack's discard service hashes every byte with SHA-256 (to report it); the kernel's discard helper only reads. The kernel server runs in a second namespace holding veth1, so both contenders are reached over the same veth, never over `lo`.");
-    rep.add(&t);
     let lab_bars = |f: &dyn Fn(&lab::Results) -> &Samples| -> Vec<plot::Bar> {
         Server::ALL
             .iter()
             .enumerate()
+            .filter(|(i, s)| chosen(s) && !f(&res[*i]).0.is_empty())
             .map(|(i, s)| bar(s.name(), f(&res[i])))
             .collect()
     };
-    rep.plot(
-        "lab_bulk_gbps",
-        &format!(
-            "Lab bulk TCP, Linux → discard, {} MiB, median and min–max of {} rounds",
-            sz.bulk_bytes >> 20,
-            sz.rounds
-        ),
-        "Gbit/s",
-        &lab_bars(&|r| &r.bulk_gbps),
-    )?;
-
-    let mut t = Table::new(
-        format!(
-            "Lab HTTP: curl GET of a {} MiB file from tmpfs, {} rounds",
-            sz.http_bytes >> 20,
-            sz.rounds
-        ),
-        &["server", "Gbit/s", "ratio vs kernel (offloads off)"],
-    );
-    for (i, s) in Server::ALL.iter().enumerate() {
-        t.row(vec![
-            s.name().into(),
-            res[i].http_gbps.cell(),
-            ratio(res[i].http_gbps.median(), koff.http_gbps.median()),
-        ]);
-    }
-    t.note("Kernel server: this bench's minimal HTTP/1.1 helper, body sent with `io::copy` (sendfile). ringstack: `serve --http-root`.");
-    rep.add(&t);
-    rep.plot(
-        "lab_http_gbps",
-        &format!(
-            "Lab HTTP GET of {} MiB (server → Linux)",
-            sz.http_bytes >> 20
-        ),
-        "Gbit/s",
-        &lab_bars(&|r| &r.http_gbps),
-    )?;
-
-    let mut t = Table::new(
-        format!(
-            "Lab 1-byte request/response → echo (TCP 7), {} transactions, {} rounds",
-            sz.rr_count, sz.rounds
-        ),
-        &[
-            "server",
-            "transactions/s",
-            "p50 µs",
-            "p99 µs",
-            "ratio vs kernel (offloads off)",
-            "target",
-        ],
-    );
-    for (i, s) in Server::ALL.iter().enumerate() {
-        t.row(vec![
-            s.name().into(),
-            res[i].rr_tps.cell(),
-            res[i].rr_p50_us.cell(),
-            res[i].rr_p99_us.cell(),
-            ratio(res[i].rr_tps.median(), koff.rr_tps.median()),
-            if s.is_ringstack() && *s != Server::Pnet {
-                "≥ 1x"
+    let (ring, pnet, small, koff, kon) = (&res[0], &res[1], &res[2], &res[3], &res[4]);
+    let (v2, vnet) = (&res[5], &res[6]);
+    let (tap, tap_vnet) = (&res[7], &res[8]);
+    if sz.bulk {
+        let mut t = Table::new(
+            format!(
+                "Lab bulk TCP: Linux client → server discard (TCP 9), {} MiB, {} rounds, veth",
+                sz.bulk_bytes >> 20,
+                sz.rounds
+            ),
+            &[
+                "server",
+                "Gbit/s",
+                "frames/s on the link",
+                "frames per server CPU-second",
+                "MB per server CPU-second",
+            ],
+        );
+        for (i, s) in Server::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| chosen(s) && !s.rr_only())
+        {
+            let (fpc, mpc) = if s.is_ringstack() {
+                (
+                    res[i].bulk_frames_per_cpu_s.cell(),
+                    res[i].bulk_mb_per_cpu_s.cell(),
+                )
             } else {
-                "—"
-            }
-            .into(),
-        ]);
+                let na = "n/a (softirq not attributed)".to_string();
+                (na.clone(), na)
+            };
+            t.row(vec![
+                s.name().into(),
+                res[i].bulk_gbps.cell(),
+                res[i].bulk_fps.cell(),
+                fpc,
+                mpc,
+            ]);
+        }
+        t.note(format!(
+            "ring / pnet: {} Gbit/s, {} frames per CPU-second (target ≥ 1.5x frames/s for the same CPU); with 64 KiB blocks {} Gbit/s, {} per CPU-second. ring / kernel (offloads off): {} (target ≥ 1x: 7.2 Gbit/s in the issue). ring / kernel (offloads on): {} (target ≥ 0.75x, needs vnet headers).",
+            ratio(ring.bulk_gbps.median(), pnet.bulk_gbps.median()),
+            ratio(ring.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
+            ratio(small.bulk_gbps.median(), pnet.bulk_gbps.median()),
+            ratio(small.bulk_frames_per_cpu_s.median(), pnet.bulk_frames_per_cpu_s.median()),
+            ratio(ring.bulk_gbps.median(), koff.bulk_gbps.median()),
+            ratio(ring.bulk_gbps.median(), kon.bulk_gbps.median()),
+        ));
+        t.note(format!(
+            "TPACKET_V2: ring V2 / kernel (offloads off) {} Gbit/s. With vnet headers (offloads on, GSO super-frames in): ring V2 + vnet / kernel (offloads on) {} (target ≥ 0.75x), / kernel (offloads off) {} (target ≥ 1x), / ring V2 {}; its frames/s counts super-frames, so compare it by MB per CPU-second ({} of ring V2's).",
+            ratio(v2.bulk_gbps.median(), koff.bulk_gbps.median()),
+            ratio(vnet.bulk_gbps.median(), kon.bulk_gbps.median()),
+            ratio(vnet.bulk_gbps.median(), koff.bulk_gbps.median()),
+            ratio(vnet.bulk_gbps.median(), v2.bulk_gbps.median()),
+            ratio(vnet.bulk_mb_per_cpu_s.median(), v2.bulk_mb_per_cpu_s.median()),
+        ));
+        t.note(format!(
+            "TAP (a TAP device instead of the veth; frames counted on `rstap0`): tap + vnet / tap {} Gbit/s, {} MB per CPU-second; tap / ring V2 {}.",
+            ratio(tap_vnet.bulk_gbps.median(), tap.bulk_gbps.median()),
+            ratio(tap_vnet.bulk_mb_per_cpu_s.median(), tap.bulk_mb_per_cpu_s.median()),
+            ratio(tap.bulk_gbps.median(), v2.bulk_gbps.median()),
+        ));
+        t.note("ringstack's discard service hashes every byte with SHA-256 (to report it); the kernel's discard helper only reads. The kernel server runs in a second namespace holding veth1, so both contenders are reached over the same veth, never over `lo`.");
+        rep.add(&t);
+        rep.plot(
+            "lab_bulk_gbps",
+            &format!(
+                "Lab bulk TCP, Linux → discard, {} MiB, median and min–max of {} rounds",
+                sz.bulk_bytes >> 20,
+                sz.rounds
+            ),
+            "Gbit/s",
+            &lab_bars(&|r| &r.bulk_gbps),
+        )?;
     }
-    t.note("Client: this bench's `rr-client` (kernel TCP, TCP_NODELAY, 200 warm-up transactions, hdrhistogram). No CPU pinning: client and server float over the 2 cores.");
-    for f in &failures {
-        t.note(format!("FAILED: {f}"));
+    if sz.http {
+        let mut t = Table::new(
+            format!(
+                "Lab HTTP: curl GET of a {} MiB file from tmpfs, {} rounds",
+                sz.http_bytes >> 20,
+                sz.rounds
+            ),
+            &["server", "Gbit/s", "ratio vs kernel (offloads off)"],
+        );
+        for (i, s) in Server::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| chosen(s) && !s.rr_only())
+        {
+            t.row(vec![
+                s.name().into(),
+                res[i].http_gbps.cell(),
+                ratio(res[i].http_gbps.median(), koff.http_gbps.median()),
+            ]);
+        }
+        t.note("Kernel server: this bench's minimal HTTP/1.1 helper, body sent with `io::copy` (sendfile). ringstack: `serve --http-root`.");
+        rep.add(&t);
+        rep.plot(
+            "lab_http_gbps",
+            &format!(
+                "Lab HTTP GET of {} MiB (server → Linux)",
+                sz.http_bytes >> 20
+            ),
+            "Gbit/s",
+            &lab_bars(&|r| &r.http_gbps),
+        )?;
     }
-    rep.add(&t);
-    rep.plot(
-        "lab_rr_tps",
-        "Lab 1-byte request/response → echo",
-        "transactions/s",
-        &lab_bars(&|r| &r.rr_tps),
-    )?;
+    if sz.rr {
+        let mut t = Table::new(
+            format!(
+                "Lab 1-byte request/response → echo (TCP 7), {} transactions, {} rounds",
+                sz.rr_count, sz.rounds
+            ),
+            &[
+                "server",
+                "transactions/s",
+                "p50 µs",
+                "p99 µs",
+                "server NIC syscalls / transaction",
+                "server CPU µs / transaction",
+                "ratio vs kernel (offloads off)",
+                "target",
+            ],
+        );
+        for (i, s) in Server::ALL.iter().enumerate().filter(|(_, s)| chosen(s)) {
+            t.row(vec![
+                s.name().into(),
+                res[i].rr_tps.cell(),
+                res[i].rr_p50_us.cell(),
+                res[i].rr_p99_us.cell(),
+                res[i].rr_syscalls_per_tx.cell(),
+                res[i].rr_cpu_us_per_tx.cell(),
+                ratio(res[i].rr_tps.median(), koff.rr_tps.median()),
+                if matches!(
+                    s,
+                    Server::Ring
+                        | Server::RingSmall
+                        | Server::RingV2
+                        | Server::RingV2NoSpin
+                        | Server::RingVnet
+                ) {
+                    "≥ 1x"
+                } else {
+                    "—"
+                }
+                .into(),
+            ]);
+        }
+        t.note(format!("Client: this bench's `rr-client` (kernel TCP, TCP_NODELAY, 200 warm-up transactions, hdrhistogram); {}. A fresh server process per measurement.", sz.pin.describe()));
+        t.note("Server NIC syscalls: ringstack's `NicStats::syscalls` (ring: TX kicks + poll() waits; pnet: every recv/send; not counted: the driver's `sched_yield` while it spins) over the whole server run divided by the transactions (warm-up included). Server CPU: the run time of the server's threads (`/proc/PID/task/*/schedstat`, ns) during the measurement per transaction, for the kernel's echo server too: it includes kernel work done in the server's system calls (for both, the veth transmit and the softirq that delivers to the client's socket), not the work done on the client's side.");
+        let nospin = &res[9];
+        t.note(format!(
+            "The driver's spin window (`--spin-us`, default 50: after a round that moved frames it keeps looking at the ring, yielding the CPU between looks, before sleeping in poll()): ring V2 / ring V2 with `--spin-us 0`: {} transactions/s, {} p50, {} server CPU per transaction.",
+            ratio(v2.rr_tps.median(), nospin.rr_tps.median()),
+            ratio(v2.rr_p50_us.median(), nospin.rr_p50_us.median()),
+            ratio(v2.rr_cpu_us_per_tx.median(), nospin.rr_cpu_us_per_tx.median()),
+        ));
+        if !sz.server_args.is_empty() {
+            t.note(format!(
+                "ringstack servers ran with `{}`.",
+                sz.server_args.join(" ")
+            ));
+        }
+        rep.add(&t);
+        rep.plot(
+            "lab_rr_tps",
+            "Lab 1-byte request/response → echo",
+            "transactions/s",
+            &lab_bars(&|r| &r.rr_tps),
+        )?;
+    }
     Ok(())
 }

@@ -105,6 +105,11 @@ impl<N: Nic> Nic for ImpairNic<N> {
         self.inner.wait_fd()
     }
 
+    /// The real NIC's answer (frames the impairment holds back are reported by `poll_at`).
+    fn rx_ready(&self) -> Option<bool> {
+        self.inner.rx_ready()
+    }
+
     fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
         self.inner.wait_readable(timeout)
     }

@@ -167,6 +167,15 @@ pub trait Nic {
         None
     }
 
+    /// Whether a received frame is waiting, if the device can tell without a system call (an
+    /// mmap'd ring reads a status word; a socket or a TAP cannot tell: `None`, the default).
+    ///
+    /// A driver spins on a device only where this is `Some`: there a look that finds nothing
+    /// costs no system call.
+    fn rx_ready(&self) -> Option<bool> {
+        None
+    }
+
     /// Counters of the device.
     fn stats(&self) -> NicStats;
 
@@ -226,6 +235,9 @@ macro_rules! forward_nic {
             }
             fn wait_fd(&self) -> Option<RawFd> {
                 (**self).wait_fd()
+            }
+            fn rx_ready(&self) -> Option<bool> {
+                (**self).rx_ready()
             }
             fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, NicError> {
                 (**self).wait_readable(timeout)

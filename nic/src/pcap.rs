@@ -226,6 +226,10 @@ impl<N: Nic, W: Write> Nic for PcapNic<N, W> {
         Ok(())
     }
 
+    fn rx_ready(&self) -> Option<bool> {
+        self.inner.rx_ready()
+    }
+
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()
     }

@@ -497,15 +497,19 @@ impl RingNic {
     /// Waits up to `timeout` until a frame may be receivable (the next RX block is user-owned
     /// or the socket polls readable). Returns whether it is; `false` after the timeout.
     pub fn wait(&self, timeout: Duration) -> Result<bool, NicError> {
-        let ready = match self.version {
-            RingVersion::V3 => self.map.rx_block(self.rx_block).is_some(),
-            RingVersion::V2 => self.map.rx_frame(self.rx_frame).is_some(),
-        };
-        if ready {
+        if self.ready() {
             return Ok(true);
         }
         self.update_ring_stats(|s| s.polls += 1);
         Ok(poll_fd(self.socket.raw(), libc::POLLIN, timeout)?)
+    }
+
+    /// Whether the next RX block (V3) or frame slot (V2) is user-owned: one status word read.
+    fn ready(&self) -> bool {
+        match self.version {
+            RingVersion::V3 => self.map.rx_block(self.rx_block).is_some(),
+            RingVersion::V2 => self.map.rx_frame(self.rx_frame).is_some(),
+        }
     }
 
     /// Ring counters (reads and accumulates the kernel's `PACKET_STATISTICS`).
@@ -771,6 +775,9 @@ impl Nic for RingNic {
 
     fn wait_readable(&self, timeout: Duration) -> Result<bool, NicError> {
         self.wait(timeout)
+    }
+    fn rx_ready(&self) -> Option<bool> {
+        Some(self.ready())
     }
     fn wait_fd(&self) -> Option<RawFd> {
         Some(self.socket.raw())

@@ -13,7 +13,7 @@ use core::fmt;
 use core::ops::{BitAnd, BitOr, BitOrAssign};
 use std::collections::VecDeque;
 
-use foldhash::HashSet;
+use slotmap::Key;
 
 slotmap::new_key_type! {
     /// A TCP socket (listener or connection).
@@ -143,25 +143,59 @@ pub fn fmt_flag_names<'a>(
 /// The queue of sockets whose readiness may have changed since the last drain.
 ///
 /// A socket appears at most once until drained, so the queue is bounded by the number of sockets.
+/// [`ReadinessQueue::notify`] and [`ReadinessQueue::pop`] are O(1) without hashing: each
+/// protocol's handles are slot-map keys (a slot index and a version), and the queue keeps, per
+/// protocol and slot index, the version of the handle it holds from that slot (0: none), in a
+/// vector that grows to the largest slot index seen (4 bytes per socket slot).
+///
+/// A handle whose socket was freed while it sat in the queue stays there (the consumer finds it
+/// stale); if its slot is reused meanwhile, the new socket's handle is queued beside it.
 #[derive(Default, Debug)]
 pub struct ReadinessQueue {
     order: VecDeque<SocketHandle>,
-    queued: HashSet<SocketHandle>,
+    /// Per protocol (TCP, UDP, ICMP), indexed by slot: the version of the queued handle.
+    queued: [Vec<u32>; 3],
+}
+
+/// The protocol, slot index and version of a handle (its slot-map key).
+fn slot_of(h: SocketHandle) -> (usize, usize, u32) {
+    let (protocol, key) = match h {
+        SocketHandle::Tcp(k) => (0, k.data()),
+        SocketHandle::Udp(k) => (1, k.data()),
+        SocketHandle::Icmp(k) => (2, k.data()),
+    };
+    // `as_ffi` is `version << 32 | index`; a live key's version is odd, never 0.
+    let ffi = key.as_ffi();
+    (protocol, (ffi & 0xffff_ffff) as usize, (ffi >> 32) as u32)
 }
 
 impl ReadinessQueue {
     /// Records that `handle`'s readiness may have changed.
+    #[inline]
     pub fn notify(&mut self, handle: impl Into<SocketHandle>) {
         let h = handle.into();
-        if self.queued.insert(h) {
+        let (protocol, index, version) = slot_of(h);
+        let marks = &mut self.queued[protocol];
+        if index >= marks.len() {
+            marks.resize(index + 1, 0);
+        }
+        if marks[index] != version {
+            marks[index] = version;
             self.order.push_back(h);
         }
     }
 
     /// Takes the next socket to re-examine, oldest first.
+    #[inline]
     pub fn pop(&mut self) -> Option<SocketHandle> {
         let h = self.order.pop_front()?;
-        self.queued.remove(&h);
+        let (protocol, index, version) = slot_of(h);
+        if let Some(mark) = self.queued[protocol].get_mut(index) {
+            // Another handle of a reused slot may hold the mark now: leave it.
+            if *mark == version {
+                *mark = 0;
+            }
+        }
         Some(h)
     }
 
@@ -196,6 +230,90 @@ mod tests {
         assert_eq!(q.pop(), Some(SocketHandle::Udp(b)));
         assert_eq!(q.pop(), Some(SocketHandle::Udp(a)));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn protocols_do_not_share_marks() {
+        // Keys of different slot maps may have the same index and version.
+        let mut tcp: SlotMap<TcpHandle, ()> = SlotMap::with_key();
+        let mut udp: SlotMap<UdpHandle, ()> = SlotMap::with_key();
+        let mut icmp: SlotMap<IcmpHandle, ()> = SlotMap::with_key();
+        let (t, u, i) = (tcp.insert(()), udp.insert(()), icmp.insert(()));
+        assert_eq!(t.data().as_ffi(), u.data().as_ffi());
+        let mut q = ReadinessQueue::default();
+        q.notify(t);
+        q.notify(u);
+        q.notify(i);
+        q.notify(u);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.pop(), Some(SocketHandle::Tcp(t)));
+        assert_eq!(q.pop(), Some(SocketHandle::Udp(u)));
+        assert_eq!(q.pop(), Some(SocketHandle::Icmp(i)));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_reused_slot_queues_the_new_socket_beside_the_stale_handle() {
+        let mut map: SlotMap<TcpHandle, ()> = SlotMap::with_key();
+        let old = map.insert(());
+        let mut q = ReadinessQueue::default();
+        q.notify(old);
+        map.remove(old);
+        let new = map.insert(());
+        assert_ne!(old, new);
+        assert_eq!(
+            old.data().as_ffi() as u32,
+            new.data().as_ffi() as u32,
+            "same slot"
+        );
+        q.notify(new);
+        q.notify(new);
+        assert_eq!(q.len(), 2);
+        // Popping the stale handle leaves the new one's mark: no duplicate.
+        assert_eq!(q.pop(), Some(SocketHandle::Tcp(old)));
+        q.notify(new);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop(), Some(SocketHandle::Tcp(new)));
+        assert_eq!(q.pop(), None);
+        // Drained: the slot is free again.
+        q.notify(new);
+        assert_eq!(q.pop(), Some(SocketHandle::Tcp(new)));
+    }
+
+    proptest::proptest! {
+        /// Against the plain model (a FIFO with a set of queued handles): the same order, no
+        /// handle twice, whatever the interleaving of notifications, drains, closes and slot
+        /// reuse (a closed socket is never notified again, as in the stack).
+        #[test]
+        fn matches_a_fifo_with_a_set(ops in proptest::collection::vec((0u8..4, 0usize..6), 0..200)) {
+            let mut map: SlotMap<UdpHandle, ()> = SlotMap::with_key();
+            let mut live: Vec<UdpHandle> = (0..6).map(|_| map.insert(())).collect();
+            let mut q = ReadinessQueue::default();
+            let mut model: VecDeque<SocketHandle> = VecDeque::new();
+            for (op, n) in ops {
+                match op {
+                    0 | 1 => {
+                        let h = SocketHandle::Udp(live[n]);
+                        q.notify(h);
+                        if !model.contains(&h) {
+                            model.push_back(h);
+                        }
+                    }
+                    2 => proptest::prop_assert_eq!(q.pop(), model.pop_front()),
+                    _ => {
+                        // Close socket n (it may still sit in the queue) and open another,
+                        // which may take its slot.
+                        map.remove(live[n]);
+                        live[n] = map.insert(());
+                    }
+                }
+                proptest::prop_assert_eq!(q.len(), model.len());
+            }
+            while let Some(h) = model.pop_front() {
+                proptest::prop_assert_eq!(q.pop(), Some(h));
+            }
+            proptest::prop_assert_eq!(q.pop(), None);
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`netns`]: moving the calling *thread* into a fresh, empty network namespace.
 //! - [`file_map`]: read-only file mappings for `send_file`.
 //! - [`process`]: children that die with their parent (`PR_SET_PDEATHSIG`).
+//! - [`tap`]: a TAP device from `/dev/net/tun` (`TUNSETIFF`, `IFF_VNET_HDR`, `TUNSETOFFLOAD`).
 #![allow(unsafe_code)]
 
 pub(crate) mod file_map;
@@ -19,6 +20,7 @@ pub(crate) mod netns;
 pub(crate) mod process;
 pub(crate) mod ring;
 pub(crate) mod socket;
+pub(crate) mod tap;
 
 /// Waits up to `timeout` until `fd` is readable (or signals an error condition).
 pub(crate) fn poll_readable(

@@ -28,13 +28,14 @@ pub(crate) struct InterfaceFacts {
 
 /// `struct ifreq`: the name, then a 24-byte union (`ifr_hwaddr`, `ifr_mtu`, ...).
 #[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: [u8; 24],
+pub(crate) struct IfReq {
+    pub name: [libc::c_char; libc::IFNAMSIZ],
+    pub data: [u8; 24],
 }
 
 impl IfReq {
-    fn new(name: &str) -> io::Result<Self> {
+    /// A zeroed request for interface `name` (checked: 1 to IFNAMSIZ - 1 bytes, no NUL).
+    pub fn new(name: &str) -> io::Result<Self> {
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
             return Err(io::Error::new(
@@ -355,21 +356,6 @@ pub(crate) fn poll_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io
         };
     }
     Ok(rc > 0 && pfd.revents != 0)
-}
-
-/// Sets `O_NONBLOCK` on `fd`.
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL takes no argument; `fd` is a descriptor the caller owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: F_SETFL with an int flag set; `fd` is a descriptor the caller owns.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The fields of a `tpacket_req3` (or, for TPACKET_V2, `tpacket_req`) the backends choose (the others are 0).
