@@ -626,7 +626,7 @@ impl TcpLayer {
         } else {
             tcb.timers.next()
         };
-        if next != tcb.timer_key {
+        if timers::needs_refile(next, tcb.timer_key) {
             if let Some(old) = tcb.timer_key {
                 self.timers.remove(&(old, h));
             }

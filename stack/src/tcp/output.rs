@@ -467,7 +467,18 @@ impl Tcb {
             let all_queued = len == avail;
             let nagle_ok = self.nodelay || self.snd_sml <= self.snd_una;
             let half_wnd = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
-            if !(full || (all_queued && nagle_ok) || half_wnd) {
+            // A short tail waits while the application is blocked on send buffer space (its
+            // last write did not fit: it is not done writing) and at least two full segments
+            // are in flight: the ACK that frees room is then due at once (RFC 5681 §4.2), the
+            // application fills the segment up and it goes out full — or the tail goes alone
+            // once less than two segments are in flight. Linux holds such tails likewise
+            // (tcp_tso_should_defer, autocorking); sending each at once cost one extra short
+            // segment per send buffer's worth of a bulk transfer.
+            let blocked_tail = all_queued
+                && !self.fin_queued
+                && self.snd_buf.writer_blocked()
+                && self.snd_max.since(self.snd_una) >= 2 * mss;
+            if !(full || (all_queued && nagle_ok && !blocked_tail) || half_wnd) {
                 len = 0;
                 fin = false;
             }

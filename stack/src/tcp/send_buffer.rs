@@ -114,8 +114,11 @@ pub struct SendBuffer {
     ring: ByteRing,
     /// External chunks in stream order (empty: every byte is in the ring).
     chunks: VecDeque<Chunk>,
-    /// Bytes held in `chunks`.
-    external_len: usize,
+    /// Bytes held in `chunks` (at most the capacity, which is a `u32`: see `ring.rs`).
+    external_len: u32,
+    /// The last write offered more bytes than there was room for: the application is blocked
+    /// on buffer space and will add more as acknowledgments free it.
+    writer_blocked: bool,
 }
 
 impl SendBuffer {
@@ -125,6 +128,7 @@ impl SendBuffer {
             ring: ByteRing::new(cap),
             chunks: VecDeque::new(),
             external_len: 0,
+            writer_blocked: false,
         }
     }
 
@@ -138,7 +142,7 @@ impl SendBuffer {
 
     /// Bytes held (sent-unacknowledged plus unsent), ring and external.
     pub fn len(&self) -> usize {
-        self.ring.len() + self.external_len
+        self.ring.len() + self.external_len as usize
     }
 
     /// Whether no bytes are held.
@@ -156,6 +160,12 @@ impl SendBuffer {
         self.capacity().saturating_sub(self.len())
     }
 
+    /// Whether the last [`write`](Self::write) or [`write_external`](Self::write_external)
+    /// was cut short by the capacity: the application has more to queue once room is freed.
+    pub fn writer_blocked(&self) -> bool {
+        self.writer_blocked
+    }
+
     /// Bytes of ring storage allocated (external chunks are the application's memory).
     pub fn storage(&self) -> usize {
         self.ring.storage()
@@ -163,7 +173,7 @@ impl SendBuffer {
 
     /// External bytes held (by reference).
     pub fn external_len(&self) -> usize {
-        self.external_len
+        self.external_len as usize
     }
 
     /// External chunk descriptors held.
@@ -187,6 +197,7 @@ impl SendBuffer {
 
     /// Appends as much of `data` as fits by copying it into the ring; returns the count.
     pub fn write(&mut self, data: &[u8]) -> usize {
+        self.writer_blocked = data.len() > self.free();
         let n = data.len().min(self.free());
         let n = self.ring.copy_in_at(0, &data[..n]);
         self.ring.grow(n);
@@ -206,6 +217,7 @@ impl SendBuffer {
             all.len()
         );
         let n = range.len().min(self.free());
+        self.writer_blocked = n < range.len();
         if n == 0 {
             return Queued::Referenced(0);
         }
@@ -216,7 +228,7 @@ impl SendBuffer {
                 && last.start + last.len == range.start
             {
                 last.len += n;
-                self.external_len += n;
+                self.external_len += n as u32;
                 return Queued::Referenced(n);
             }
         }
@@ -229,7 +241,7 @@ impl SendBuffer {
             start: range.start,
             len: n,
         });
-        self.external_len += n;
+        self.external_len += n as u32;
         Queued::Referenced(n)
     }
 
@@ -326,7 +338,7 @@ impl SendBuffer {
             let e = n.min(c.len);
             c.start += e;
             c.len -= e;
-            self.external_len -= e;
+            self.external_len -= e as u32;
             n -= e;
             if c.len == 0 {
                 self.chunks.pop_front();
@@ -339,6 +351,7 @@ impl SendBuffer {
         self.ring.release();
         self.chunks = VecDeque::new();
         self.external_len = 0;
+        self.writer_blocked = false;
     }
 
     /// Releases the ring storage if no ring byte is held (external chunks stay queued), and
@@ -382,6 +395,32 @@ mod tests {
         let mut out = vec![0u8; b.len()];
         assert_eq!(b.read_at(0, &mut out), b.len());
         out
+    }
+
+    #[test]
+    fn a_write_cut_short_marks_the_writer_blocked() {
+        let mut b = SendBuffer::new(10);
+        assert!(!b.writer_blocked());
+        assert_eq!(b.write(&[1; 6]), 6);
+        assert!(!b.writer_blocked());
+        assert_eq!(b.write(&[2; 6]), 4);
+        assert!(b.writer_blocked());
+        b.consume(3);
+        assert!(
+            b.writer_blocked(),
+            "freeing room does not unblock: only a write does"
+        );
+        assert_eq!(b.write(&[3; 3]), 3);
+        assert!(!b.writer_blocked());
+        let ext = shared(&[4; 8]);
+        assert_eq!(b.write_external(&ext, 0..8), Queued::Referenced(0));
+        assert!(b.writer_blocked());
+        b.consume(10);
+        assert_eq!(b.write_external(&ext, 0..8), Queued::Referenced(8));
+        assert!(!b.writer_blocked());
+        assert_eq!(b.write(&[5; 3]), 2);
+        b.release();
+        assert!(!b.writer_blocked());
     }
 
     #[test]

@@ -51,8 +51,13 @@ pub struct Timers {
 
 impl Timers {
     /// The earliest deadline.
+    ///
+    /// Runs after every segment in and out, so it is written to compile to a branch-free
+    /// minimum over the seven slots (an unset one counts as the latest possible time) rather
+    /// than an iterator chain that tests each slot.
+    #[inline]
     pub fn next(&self) -> Option<Instant> {
-        [
+        let slots = [
             self.retransmit,
             self.persist,
             self.delayed_ack,
@@ -60,10 +65,14 @@ impl Timers {
             self.linger,
             self.loss_probe,
             self.reorder,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ];
+        let mut any = false;
+        let mut min = i64::MAX;
+        for t in slots {
+            any |= t.is_some();
+            min = min.min(t.map_or(i64::MAX, |t| t.total_micros()));
+        }
+        any.then(|| Instant::from_micros(min))
     }
 
     /// The first timer that has expired at `now`, clearing it. Call repeatedly until `None`.
@@ -91,6 +100,26 @@ impl Timers {
     /// Stops every timer.
     pub fn clear(&mut self) {
         *self = Timers::default();
+    }
+}
+
+/// Whether a connection filed in the layer's timer set under `filed` must be re-filed now that
+/// its earliest deadline is `next`.
+///
+/// A deadline that moved *later* is left filed early: the connection wakes up at the old time,
+/// finds nothing expired and is re-filed under its real deadline then (`TcpLayer::handle_timeout`
+/// → `settle`). The retransmission and probe timers move later on almost every ACK, so this
+/// saves a set removal and insertion per segment for one spurious wake-up per deadline, as
+/// Linux's lazily re-armed timers do (`sk_reset_timer` callers that only ever push an armed
+/// timer later, e.g. the TLP/RTO rearm in `tcp_rearm_rto`). An earlier deadline, or none, is
+/// filed exactly, so that [`TcpLayer::poll_at`](super::TcpLayer::poll_at) is never late and is
+/// `None` when no timer is armed.
+#[inline]
+pub(crate) fn needs_refile(next: Option<Instant>, filed: Option<Instant>) -> bool {
+    match (next, filed) {
+        (Some(n), Some(f)) => n < f,
+        (None, None) => false,
+        _ => true,
     }
 }
 
@@ -322,5 +351,53 @@ mod tests {
         assert_eq!(t.take_expired(later), Some(TimerKind::DelayedAck));
         assert_eq!(t.take_expired(later), None);
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn only_earlier_or_vanished_deadlines_are_refiled() {
+        let at = |ms: i64| Some(Instant::from_millis(ms));
+        assert!(!needs_refile(None, None));
+        assert!(needs_refile(at(5), None));
+        assert!(needs_refile(None, at(5)));
+        assert!(needs_refile(at(4), at(5)));
+        assert!(!needs_refile(at(5), at(5)));
+        assert!(!needs_refile(at(6), at(5)));
+    }
+
+    #[test]
+    fn next_is_the_minimum_of_whichever_slots_are_set() {
+        let at = |ms: i64| Some(Instant::from_millis(ms));
+        let all = [at(70), at(60), at(50), at(40), at(30), at(20), at(10)];
+        for set in 0u32..128 {
+            let mut v = [None; 7];
+            for (i, slot) in v.iter_mut().enumerate() {
+                if set & (1 << i) != 0 {
+                    *slot = all[i];
+                }
+            }
+            let t = Timers {
+                retransmit: v[0],
+                persist: v[1],
+                delayed_ack: v[2],
+                keepalive: v[3],
+                linger: v[4],
+                loss_probe: v[5],
+                reorder: v[6],
+            };
+            assert_eq!(t.next(), v.into_iter().flatten().min(), "slots {set:#b}");
+        }
+        // Negative and extreme deadlines are kept, not mistaken for an unset slot.
+        let far = Some(Instant::from_micros(i64::MAX));
+        let t = Timers {
+            keepalive: far,
+            ..Default::default()
+        };
+        assert_eq!(t.next(), far);
+        let t = Timers {
+            reorder: at(-5),
+            linger: far,
+            ..Default::default()
+        };
+        assert_eq!(t.next(), at(-5));
     }
 }
