@@ -175,43 +175,47 @@ impl RingMap {
         frame * self.layout.rx_frame_size
     }
 
+    /// Whether the status word at `offset` says the kernel has handed its frame or block to
+    /// user space (`TP_STATUS_USER`, Acquire: everything the kernel wrote before is visible).
+    fn user_owned(&self, offset: usize) -> bool {
+        self.status(offset).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// `len` bytes of the mapping from `offset`. Callers pass a user-owned RX slot or block.
+    fn region(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(offset + len <= self.layout.len());
+        // SAFETY: the range lies inside the mapping (asserted); callers only pass RX slots or
+        // blocks whose status word they saw as TP_STATUS_USER (Acquire), which the kernel has
+        // finished writing and leaves alone until they are released — and releasing takes
+        // `&mut self`, so it cannot happen while this borrow of `self` lives.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+
+    /// Like [`RingMap::region`], writable.
+    fn region_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(offset + len <= self.layout.len());
+        // SAFETY: as in `region`; in addition `&mut self` makes this the only borrow of the
+        // mapping, and the kernel does not touch a user-owned slot or block.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+    }
+
     /// The whole slot of RX frame `frame` (`tpacket2_hdr`, `sockaddr_ll`, data) if the kernel
     /// has handed it to user space (`TP_STATUS_USER`, Acquire), else None. TPACKET_V2 only.
     pub fn rx_frame(&self, frame: usize) -> Option<&[u8]> {
         let offset = self.rx_frame_offset(frame);
-        let status = self
-            .status(offset + TP2_STATUS_OFFSET)
-            .load(Ordering::Acquire);
-        if status & libc::TP_STATUS_USER == 0 {
-            return None;
-        }
-        // SAFETY: the slot lies inside the mapping (rx_frame_offset checked the index and the
-        // slots tile the RX ring); the Acquire load above saw TP_STATUS_USER, so the kernel has
-        // finished writing this frame and leaves it alone until `release_rx_frame`, which
-        // takes `&mut self` and so cannot run while this borrow of `self` lives.
-        Some(unsafe {
-            std::slice::from_raw_parts(self.map.as_ptr().add(offset), self.layout.rx_frame_size)
-        })
+        self.user_owned(offset + TP2_STATUS_OFFSET)
+            .then(|| self.region(offset, self.layout.rx_frame_size))
     }
 
     /// Like [`RingMap::rx_frame`], writable: a backend may finish a frame in place (complete a
     /// partial checksum) before lending it. TPACKET_V2 only.
     pub fn rx_frame_mut(&mut self, frame: usize) -> Option<&mut [u8]> {
         let offset = self.rx_frame_offset(frame);
-        let status = self
-            .status(offset + TP2_STATUS_OFFSET)
-            .load(Ordering::Acquire);
-        if status & libc::TP_STATUS_USER == 0 {
+        let len = self.layout.rx_frame_size;
+        if !self.user_owned(offset + TP2_STATUS_OFFSET) {
             return None;
         }
-        // SAFETY: as in `rx_frame`; the kernel does not touch a user-owned slot, and `&mut
-        // self` makes this the only borrow of the mapping.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.map.as_mut_ptr().add(offset),
-                self.layout.rx_frame_size,
-            )
-        })
+        Some(self.region_mut(offset, len))
     }
 
     /// Hands RX frame `frame` back to the kernel (`TP_STATUS_KERNEL`, Release). TPACKET_V2
@@ -231,39 +235,19 @@ impl RingMap {
     /// (`TP_STATUS_USER`, Acquire), else None.
     pub fn rx_block(&self, block: usize) -> Option<&[u8]> {
         let offset = self.rx_block_offset(block);
-        let status = self
-            .status(offset + BLOCK_STATUS_OFFSET)
-            .load(Ordering::Acquire);
-        if status & libc::TP_STATUS_USER == 0 {
-            return None;
-        }
-        // SAFETY: the block lies inside the mapping; the Acquire load above saw
-        // TP_STATUS_USER, so the kernel has finished writing it and leaves it alone until
-        // `release_rx_block`, which takes `&mut self` and so cannot run while this borrow of
-        // `self` lives.
-        Some(unsafe {
-            std::slice::from_raw_parts(self.map.as_ptr().add(offset), self.layout.rx_block_size)
-        })
+        self.user_owned(offset + BLOCK_STATUS_OFFSET)
+            .then(|| self.region(offset, self.layout.rx_block_size))
     }
 
     /// Like [`RingMap::rx_block`], writable: a backend may finish frames in place (complete
     /// partial checksums) before lending them.
     pub fn rx_block_mut(&mut self, block: usize) -> Option<&mut [u8]> {
         let offset = self.rx_block_offset(block);
-        let status = self
-            .status(offset + BLOCK_STATUS_OFFSET)
-            .load(Ordering::Acquire);
-        if status & libc::TP_STATUS_USER == 0 {
+        let len = self.layout.rx_block_size;
+        if !self.user_owned(offset + BLOCK_STATUS_OFFSET) {
             return None;
         }
-        // SAFETY: as in `rx_block`; the kernel does not touch a user-owned block, and `&mut
-        // self` makes this the only borrow of the mapping.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.map.as_mut_ptr().add(offset),
-                self.layout.rx_block_size,
-            )
-        })
+        Some(self.region_mut(offset, len))
     }
 
     /// Hands RX block `block` back to the kernel (`TP_STATUS_KERNEL`, Release).
