@@ -9,24 +9,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{lab_or_skip, random_file, sha256_file, Server};
-use ringstack_nic::lab::{Lab, LabLink};
-
-/// Runs a shell command in the lab with a time limit; its stdout (panics if it fails).
-fn sh(lab: &Lab, script: &str) -> String {
-    String::from_utf8_lossy(&common::sh_ok(lab, script, script).stdout).into_owned()
-}
-
-fn veth0_tx(lab: &Lab) -> (u64, u64) {
-    let out = sh(
-        lab,
-        "cat /sys/class/net/veth0/statistics/tx_packets /sys/class/net/veth0/statistics/tx_bytes",
-    );
-    let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    (v[0], v[1])
-}
+use common::{
+    expect_discard_report, lab_or_skip, random_file, sh, sha256_file, tx_counters, Server,
+};
+use ringstack_nic::lab::LabLink;
 
 fn gso_transfer_is_byte_exact(ring_version: &str) {
     let Some(lab) = lab_or_skip(LabLink::VethRing) else {
@@ -49,23 +35,10 @@ fn gso_transfer_is_byte_exact(ring_version: &str) {
             .arg(&dir)
             .args(["--ring-version", ring_version, "--ring-vnet-hdr"]),
     );
-    let (p0, b0) = veth0_tx(&lab);
+    let (p0, b0) = tx_counters(&lab, "veth0");
     sh(&lab, &format!("nc -q 1 198.18.0.2 9 < {}", file.display()));
-    let (p1, b1) = veth0_tx(&lab);
-    let report = "discard: 198.18.0.1";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = server.log.lock().unwrap().clone();
-        if let Some(l) = log.iter().find(|l| l.starts_with(report)) {
-            assert!(
-                l.ends_with(&format!("{len} bytes sha256 {want}")),
-                "discard got other bytes: {l}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no discard report: {log:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (p1, b1) = tx_counters(&lab, "veth0");
+    expect_discard_report(&server, len, &want);
     // Super-frames: Linux sent the 24 MiB in frames far larger than the 1514-byte MTU frame.
     let avg = (b1 - b0) / (p1 - p0).max(1);
     eprintln!("  veth0 sent {} frames, {avg} bytes on average", p1 - p0);

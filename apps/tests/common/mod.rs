@@ -301,3 +301,39 @@ pub fn kernel_nc_listener(lab: &Lab, out: &str) -> Proc {
     wait_listening(lab, "nc -l", 9000);
     nc
 }
+
+/// Runs a shell command in the lab with a time limit; its stdout (panics if it fails).
+pub fn sh(lab: &Lab, script: &str) -> String {
+    String::from_utf8_lossy(&sh_ok(lab, script, script).stdout).into_owned()
+}
+
+/// (packets, bytes) the kernel-side interface `dev` has transmitted so far.
+pub fn tx_counters(lab: &Lab, dev: &str) -> (u64, u64) {
+    let out = sh(
+        lab,
+        &format!(
+            "cat /sys/class/net/{dev}/statistics/tx_packets /sys/class/net/{dev}/statistics/tx_bytes"
+        ),
+    );
+    let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1])
+}
+
+/// Waits (up to 30 s) for the discard service's report of the connection from the kernel
+/// side and asserts it received exactly `len` bytes with SHA-256 `want`.
+pub fn expect_discard_report(server: &Server, len: usize, want: &str) {
+    let report = format!("discard: {KERNEL}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.lines();
+        if let Some(l) = log.iter().find(|l| l.starts_with(&report)) {
+            assert!(
+                l.ends_with(&format!("{len} bytes sha256 {want}")),
+                "discard got other bytes: {l}"
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "no discard report: {log:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
